@@ -1,0 +1,144 @@
+"""What the three methods share: loss = weighted sum of the exits' cross-entropies,
+per-exit evaluation with logits kept for later analysis, AdamW with linear decay.
+
+A method only says which network it trains (`build_network`) and how its inference cost is
+counted (`kind`: "early_exit" reuses layers, "cascade" re-runs them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sweet_lightning.metrics import compute_metric
+from sweet_lightning.models import load_encoder
+from sweet_lightning.tasks import get_task
+
+
+def linear_decay_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float = 0.0):
+    """Linear warmup (optional) then linear decay to 0, stepped every optimizer step."""
+    warmup = int(warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class AdaptiveModule(L.LightningModule):
+    """Base LightningModule for Early-Exit, SWEET and Multi-Model (cascade)."""
+
+    kind = "early_exit"  # how speedup is counted (paper eq. 1)
+    method = "base"
+
+    def __init__(
+        self,
+        task: str,
+        pretrained: str,
+        exit_layers: Sequence[int],
+        exit_pooling: str = "cls",
+        dropout: float = 0.1,
+        exit_weights: Sequence[float] | None = None,
+        random_init: bool = False,
+        config_overrides: dict[str, Any] | None = None,
+        lr: float = 2e-5,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        **method_kwargs: Any,
+    ):
+        super().__init__()
+        # optimizer/scheduler are factories (hydra partials): not checkpoint material
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.task = get_task(task)
+        self.lr = lr
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        encoder = load_encoder(pretrained, random_init=random_init, config_overrides=config_overrides)
+        self.num_layers = encoder.num_layers
+        self.net = self.build_network(encoder, list(exit_layers), exit_pooling, dropout, **method_kwargs)
+        self.exit_layers: list[int] = list(self.net.exit_layers)
+        if exit_weights is not None and len(exit_weights) != len(self.exit_layers):
+            raise ValueError(
+                f"method.exit_weights has {len(exit_weights)} values for {len(self.exit_layers)} exits: give one per exit."
+            )
+        self.exit_weights = list(exit_weights) if exit_weights is not None else [1.0] * len(self.exit_layers)
+        self._eval_buffers: dict[int, dict[str, list]] = {}
+        self.eval_split_names: list[str] = list(self.task.eval_splits)
+        # split -> {"logits": [E, N, C], "labels": [N]} from the latest validation epoch
+        self.eval_outputs: dict[str, dict[str, np.ndarray]] = {}
+
+    def build_network(self, encoder, exit_layers, pooling, dropout, **kwargs) -> nn.Module:
+        raise NotImplementedError
+
+    # ---- forward / training -------------------------------------------------------------
+    def forward(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return self.net(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+
+    def exit_losses(self, logits: list[torch.Tensor], labels: torch.Tensor) -> list[torch.Tensor]:
+        return [F.cross_entropy(lg, labels) for lg in logits]
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses = self.exit_losses(self(batch), batch["labels"])
+        loss = sum(w * li for w, li in zip(self.exit_weights, losses, strict=True))
+        bs = batch["labels"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        for i, li in enumerate(losses, start=1):
+            self.log(f"train/exit{i}/loss", li, batch_size=bs)
+        return loss
+
+    def on_train_epoch_start(self) -> None:
+        # pretrained submodules come out of from_pretrained in eval mode; make sure dropout is on
+        self.net.train()
+
+    # ---- evaluation: every method the same way ----------------------------------------
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        logits = torch.stack(self(batch))  # [E, B, C]
+        buf = self._eval_buffers.setdefault(dataloader_idx, {"logits": [], "labels": []})
+        buf["logits"].append(logits.float().cpu())
+        buf["labels"].append(batch["labels"].cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        self.eval_outputs = {}
+        for idx in sorted(self._eval_buffers):
+            buf = self._eval_buffers[idx]
+            logits = torch.cat(buf["logits"], dim=1)
+            labels = torch.cat(buf["labels"])
+            if self.trainer is not None and self.trainer.world_size > 1:
+                logits = self.all_gather(logits).transpose(0, 1).reshape(logits.shape[0], -1, logits.shape[-1])
+                labels = self.all_gather(labels).reshape(-1)
+            split = self.eval_split_names[idx] if idx < len(self.eval_split_names) else f"eval{idx}"
+            self.eval_outputs[split] = {"logits": logits.numpy(), "labels": labels.numpy()}
+            for name, score in self.exit_scores(logits, labels).items():
+                for i, value in enumerate(score, start=1):
+                    self.log(f"val/{split}/exit{i}/{name}", value, add_dataloader_idx=False)
+                    if idx == 0 and name == self.task.metric:
+                        self.log(f"val/exit{i}/score", value, add_dataloader_idx=False, prog_bar=i == len(score))
+        self._eval_buffers = {}
+
+    def exit_scores(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, list[float]]:
+        """Every metric of the task for each exit alone on the whole split (paper Table 1)."""
+        preds = logits.argmax(-1)
+        names = (self.task.metric, *self.task.extra_metrics)
+        return {n: [compute_metric(n, p, labels, self.task.num_labels) for p in preds] for n in names}
+
+    # ---- optimisation (paper App. A: AdamW, betas 0.9/0.999, linear decay) -------------
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.optimizer_factory is not None:
+            optimizer = self.optimizer_factory(params)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=self.lr, betas=(0.9, 0.999), weight_decay=0.0)
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self.trainer else 1
+        factory = self.scheduler_factory or linear_decay_schedule
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": factory(optimizer, total_steps=total), "interval": "step"},
+        }

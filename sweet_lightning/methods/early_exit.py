@@ -1,0 +1,13 @@
+"""Early-Exit (Schwartz et al., 2020): classifiers after chosen layers, losses summed, every
+loss reaching every layer below its classifier."""
+
+from sweet_lightning.methods.base import AdaptiveModule
+from sweet_lightning.multi_exit import MultiExitModel
+
+
+class EarlyExitModule(AdaptiveModule):
+    method = "early_exit"
+    kind = "early_exit"
+
+    def build_network(self, encoder, exit_layers, pooling, dropout, **kwargs):
+        return MultiExitModel(encoder, exit_layers, self.task.num_labels, pooling, dropout, **kwargs)

@@ -1,0 +1,177 @@
+"""One training run: data, method, trainer from the Hydra config; then the final per-exit
+evaluation, saved as logits (`logits_<split>.npz`) and a summary (`results.json`).
+
+launch.py is a thin wrapper around `train(cfg)`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # called outside Hydra (tests, notebooks)
+        return Path(cfg.get("output_dir") or ".")
+
+
+def check_config(cfg: DictConfig) -> None:
+    if int(cfg.train_size) <= 0:
+        raise ValueError(f"train_size={cfg.train_size} must be > 0 (e.g. train_size=6000).")
+    if float(cfg.lr) <= 0:
+        raise ValueError(f"lr={cfg.lr} must be > 0 (e.g. lr=2e-5).")
+
+
+def build_module(cfg: DictConfig):
+    from hydra.utils import instantiate
+
+    method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
+    method_cfg.pop("name", None)
+    model = cfg.model
+    return instantiate(
+        method_cfg,
+        task=cfg.task.name,
+        pretrained=model.pretrained,
+        exit_layers=list(model.exit_layers),
+        exit_pooling=model.exit_pooling,
+        dropout=model.dropout,
+        random_init=model.random_init,
+        config_overrides=OmegaConf.to_container(model.config_overrides) if model.config_overrides else None,
+        lr=cfg.lr,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler),
+        _convert_="all",
+    )
+
+
+def build_datamodule(cfg: DictConfig):
+    from sweet_lightning.data import GlueDataModule
+    from sweet_lightning.models import resolve_pretrained
+
+    return GlueDataModule(
+        task=cfg.task.name,
+        tokenizer=resolve_pretrained(cfg.model.pretrained),
+        glue_dir=cfg.data.glue_dir,
+        train_size=cfg.train_size,
+        max_seq_length=cfg.max_seq_length,
+        batch_size=cfg.batch_size,
+        eval_batch_size=cfg.eval_batch_size,
+        seed=cfg.seed,
+        num_workers=cfg.data.num_workers,
+        cache_dir=cfg.data.cache_dir,
+    )
+
+
+def instantiate_all(group: DictConfig | None) -> list[Any]:
+    from hydra.utils import instantiate
+
+    if not group:
+        return []
+    return [instantiate(c) for c in group.values() if c is not None and "_target_" in c]
+
+
+def close_wandb() -> None:
+    """W&B runs are closed even when training fails (otherwise the next run of a sweep hangs on it)."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
+def train(cfg: DictConfig) -> float:
+    """Fit the configured method and return `cfg.optimized_metric` of the final evaluation."""
+    try:
+        return _train(cfg)
+    finally:
+        close_wandb()
+
+
+def _train(cfg: DictConfig) -> float:
+    import lightning as L
+    from hydra.utils import instantiate
+
+    check_config(cfg)
+    out = output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg)
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    loggers = instantiate_all(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    train_time = time.perf_counter() - start
+
+    # final evaluation: the selected (best) checkpoint when one was kept, else the last weights
+    ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+    results = write_results(cfg, module, datamodule, out, train_time, ckpt)
+    metric = cfg.get("optimized_metric")
+    value = results["metrics"].get(metric)
+    log.info("results: %s", out / "results.json")
+    return float(value) if value is not None else float("nan")
+
+
+def write_results(cfg, module, datamodule, out: Path, train_time: float, ckpt: str | None) -> dict:
+    task = module.task
+    splits = {}
+    metrics: dict[str, float] = {}
+    for split, arrays in module.eval_outputs.items():
+        logits_file = f"logits_{split}.npz"
+        np.savez_compressed(out / logits_file, logits=arrays["logits"], labels=arrays["labels"])
+        import torch
+
+        scores = module.exit_scores(torch.from_numpy(arrays["logits"]), torch.from_numpy(arrays["labels"]))
+        exits = []
+        for i, layer in enumerate(module.exit_layers):
+            entry = {"exit": i + 1, "layer": layer, "metric": task.metric, "score": scores[task.metric][i]}
+            entry.update({m: scores[m][i] for m in task.extra_metrics})
+            exits.append(entry)
+        splits[split] = {"num_examples": int(arrays["labels"].shape[0]), "exits": exits, "logits": logits_file}
+    primary = datamodule.eval_split_names[0]
+    if primary in splits:
+        metrics["val/score"] = splits[primary]["exits"][-1]["score"]
+        for e in splits[primary]["exits"]:
+            metrics[f"val/exit{e['exit']}/score"] = e["score"]
+    results = {
+        "method": cfg.method.name,
+        "task": task.name,
+        "model": cfg.model.name,
+        "pretrained": cfg.model.pretrained,
+        "exit_layers": module.exit_layers,
+        "num_layers": module.num_layers,
+        "kind": module.kind,
+        "exit_pooling": cfg.model.exit_pooling,
+        "seed": int(cfg.seed),
+        "lr": float(cfg.lr),
+        "train_size": int(cfg.train_size),
+        "train_examples": int(len(datamodule.train_indices)),
+        "max_epochs": int(cfg.trainer.max_epochs),
+        "batch_size": int(cfg.batch_size),
+        "metric": task.metric,
+        "primary_split": primary,
+        "splits": splits,
+        "metrics": metrics,
+        "train_time_s": round(train_time, 2),
+        "checkpoint": ckpt,
+        "status": "completed",
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    return results

