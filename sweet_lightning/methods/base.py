@@ -33,6 +33,14 @@ def linear_decay_schedule(optimizer: torch.optim.Optimizer, total_steps: int, wa
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def gather_rows(module: L.LightningModule, tensor: torch.Tensor) -> torch.Tensor:
+    """All ranks' rows of an [..., N(, C)] tensor, concatenated along the example axis (dim 0 for
+    labels, dim 1 for per-exit arrays)."""
+    gathered = module.all_gather(tensor)  # [world, ...]
+    axis = 0 if tensor.dim() == 1 else 1
+    return torch.cat(list(gathered.unbind(0)), dim=axis)
+
+
 class AdaptiveModule(L.LightningModule):
     """Base LightningModule for Early-Exit, SWEET and Multi-Model (cascade)."""
 
@@ -129,27 +137,40 @@ class AdaptiveModule(L.LightningModule):
             buf["exit_scores"].append(torch.sigmoid(torch.stack(scores).float()).cpu())  # [E, B]
 
     def on_validation_epoch_end(self) -> None:
+        outputs = self.finalize_eval()
+        for split, out in outputs.items():
+            scores = self.exit_scores(torch.from_numpy(out["logits"]), torch.from_numpy(out["labels"]))
+            for name, values in scores.items():
+                for i, value in enumerate(values, start=1):
+                    self.log(f"val/{split}/exit{i}/{name}", value, add_dataloader_idx=False)
+            if split == self.eval_split_names[0]:
+                for i, value in enumerate(scores[self.task.metric], start=1):
+                    self.log(f"val/exit{i}/score", value, add_dataloader_idx=False)
+                self.log("val/score", scores[self.task.metric][-1], add_dataloader_idx=False, prog_bar=True)
+
+    def split_names(self) -> list[str]:
+        """Names of the validation dataloaders, in order (the datamodule's when it says)."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        return list(getattr(dm, "val_split_names", None) or self.eval_split_names)
+
+    def finalize_eval(self) -> dict[str, dict[str, np.ndarray]]:
+        """Gather this epoch's validation buffers into `eval_outputs` (idempotent within an epoch:
+        the evaluation callback and this module's own hook both call it)."""
+        if not self._eval_buffers:
+            return self.eval_outputs
+        names = self.split_names()
         self.eval_outputs = {}
         for idx in sorted(self._eval_buffers):
             buf = self._eval_buffers[idx]
-            logits = torch.cat(buf["logits"], dim=1)
-            labels = torch.cat(buf["labels"])
-            if self.trainer is not None and self.trainer.world_size > 1:
-                logits = self.all_gather(logits).transpose(0, 1).reshape(logits.shape[0], -1, logits.shape[-1])
-                labels = self.all_gather(labels).reshape(-1)
-            split = self.eval_split_names[idx] if idx < len(self.eval_split_names) else f"eval{idx}"
-            self.eval_outputs[split] = {"logits": logits.numpy(), "labels": labels.numpy()}
+            arrays = {"logits": torch.cat(buf["logits"], dim=1), "labels": torch.cat(buf["labels"])}
             if buf["exit_scores"]:
-                exit_scores = torch.cat(buf["exit_scores"], dim=1)
-                if self.trainer is not None and self.trainer.world_size > 1:
-                    exit_scores = self.all_gather(exit_scores).transpose(0, 1).reshape(exit_scores.shape[0], -1)
-                self.eval_outputs[split]["exit_scores"] = exit_scores.numpy()
-            for name, score in self.exit_scores(logits, labels).items():
-                for i, value in enumerate(score, start=1):
-                    self.log(f"val/{split}/exit{i}/{name}", value, add_dataloader_idx=False)
-                    if idx == 0 and name == self.task.metric:
-                        self.log(f"val/exit{i}/score", value, add_dataloader_idx=False, prog_bar=i == len(score))
+                arrays["exit_scores"] = torch.cat(buf["exit_scores"], dim=1)
+            if self._trainer is not None and self.trainer.world_size > 1:
+                arrays = {k: gather_rows(self, v) for k, v in arrays.items()}
+            split = names[idx] if idx < len(names) else f"eval{idx}"
+            self.eval_outputs[split] = {k: v.numpy() for k, v in arrays.items()}
         self._eval_buffers = {}
+        return self.eval_outputs
 
     def exit_scores(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, list[float]]:
         """Every metric of the task for each exit alone on the whole split (paper Table 1)."""
