@@ -341,8 +341,20 @@ class GlueDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, self.batch_size, shuffle=True)
 
+    @property
+    def val_split_names(self) -> list[str]:
+        """Names of `val_dataloader()`'s loaders: the eval splits, then "calibration" if held out.
+
+        The calibration split is evaluated with the others so temperatures can be fitted on it
+        every validation epoch.
+        """
+        return self.eval_split_names + (["calibration"] if self.calibration_dataset is not None else [])
+
     def val_dataloader(self) -> list[DataLoader]:
-        return [self.eval_dataloader(split) for split in self.eval_split_names]
+        loaders = [self.eval_dataloader(split) for split in self.eval_split_names]
+        if self.calibration_dataset is not None:
+            loaders.append(self.calibration_dataloader())
+        return loaders
 
     def eval_dataloader(self, split: str) -> DataLoader:
         if split not in self.eval_split_names:

@@ -204,7 +204,7 @@ def write_results(cfg, module, datamodule, evaluation, out: Path, train_time: fl
         "temperatures": report[primary]["temperatures"] if primary in report else None,
         "splits": splits,
         "evaluation": report,
-        "collapsed_exits": warn_collapsed(module, report, cfg.seed),
+        "collapsed_exits": warn_collapsed(module, report, cfg.seed, warn=False),
         "metrics": metrics,
         "train_time_s": round(train_time, 2),
         "checkpoint": ckpt,

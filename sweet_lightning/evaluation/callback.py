@@ -92,19 +92,20 @@ class AdaptiveEvaluation(L.Callback):
         log_curve_table(trainer, self.latest[primary])
 
 
-def warn_collapsed(module, evaluation: dict[str, dict], seed: int | None = None) -> list[dict]:
-    """Warn (and return) exits whose predictions collapsed to one class / the majority baseline."""
+def warn_collapsed(module, evaluation: dict[str, dict], seed: int | None = None, warn: bool = True) -> list[dict]:
+    """Warn about (and return) exits whose predictions collapsed to one class / the majority baseline."""
     flagged = []
     for split, res in evaluation.items():
         for e in res["exits"]:
             if e["collapsed"]:
                 flagged.append({"split": split, "exit": e["exit"], "layer": e["layer"]})
-                log.warning(
-                    "exit %d (layer %d) of %s did not learn on %s: it predicts one class or scores the "
-                    "majority-class baseline (seed %s, lr %s). Try another lr or seed, or "
-                    "model.exit_pooling=mean.",
-                    e["exit"], e["layer"], module.method, split, seed, module.lr,
-                )
+                if warn:
+                    log.warning(
+                        "exit %d (layer %d) of %s did not learn on %s: it predicts one class or scores the "
+                        "majority-class baseline (seed %s, lr %s). Try another lr or seed, or "
+                        "model.exit_pooling=mean.",
+                        e["exit"], e["layer"], module.method, split, seed, module.lr,
+                    )
     return flagged
 
 
