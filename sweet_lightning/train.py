@@ -39,9 +39,21 @@ def check_config(cfg: DictConfig) -> None:
 def build_module(cfg: DictConfig):
     from hydra.utils import instantiate
 
+    from hydra.errors import InstantiationException
+
     method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
     method_cfg.pop("name", None)
     model = cfg.model
+    try:
+        return _instantiate_module(instantiate, method_cfg, cfg, model)
+    except InstantiationException as err:
+        # surface our own one-line errors (offline hub, bad exit layers) instead of Hydra's wrapper
+        if isinstance(err.__cause__, (ValueError, RuntimeError)):
+            raise err.__cause__ from None
+        raise
+
+
+def _instantiate_module(instantiate, method_cfg, cfg, model):
     return instantiate(
         method_cfg,
         task=cfg.task.name,
