@@ -144,7 +144,11 @@ def _train(cfg: DictConfig) -> float:
     evaluation = build_evaluation(cfg)
     callbacks = [evaluation, *instantiate_all(cfg.get("callbacks"))]
     loggers = instantiate_all(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    # without a configured checkpoint (callbacks=none) Lightning would add its own; keep none
+    keep = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=keep)
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)

@@ -137,3 +137,22 @@ def test_multirun_all_methods_all_tasks(glue_path, tmp_path):
     assert {r["task"] for r in results} == {"sst2", "mrpc", "cola", "rte", "mnli", "qnli", "qqp"}
     mnli = next(r for r in results if r["task"] == "mnli")
     assert set(mnli["splits"]) == {"dev_matched", "dev_mismatched"}
+
+
+@pytest.mark.parametrize(("method", "policy"), [("cascade", "entropy"), ("early_exit", "learned")])
+def test_exit_policies_end_to_end(glue_path, tmp_path, method, policy):
+    import numpy as np
+
+    from sweet_lightning.train import train
+
+    cfg = compose_run([*TINY, f"method={method}", f"exit_policy={policy}", "callbacks=none",
+                       "trainer.enable_progress_bar=false"], glue_path, tmp_path)
+    train(cfg)
+    res = json.loads((tmp_path / "results.json").read_text())
+    ev = res["evaluation"]["dev"]
+    assert res["exit_policy"] == policy and ev["policy"] == policy and res["kind"] == ev["kind"]
+    assert ev["curve"][0]["exit_fractions"][0] == 1.0 and ev["curve"][-1]["exit_fractions"][-1] == 1.0
+    with np.load(tmp_path / "logits_dev.npz") as d:
+        assert ("exit_scores" in d.files) == (policy == "learned")
+    if method == "cascade":  # all samples through every model costs 1+2+3+4 layers of 4
+        assert ev["curve"][-1]["speedup"] == 10 / 4
