@@ -156,3 +156,22 @@ def test_exit_policies_end_to_end(glue_path, tmp_path, method, policy):
         assert ("exit_scores" in d.files) == (policy == "learned")
     if method == "cascade":  # all samples through every model costs 1+2+3+4 layers of 4
         assert ev["curve"][-1]["speedup"] == 10 / 4
+
+
+def test_wandb_run_is_closed_when_training_fails(glue_path, tmp_path, monkeypatch):
+    import lightning
+    import wandb
+
+    from sweet_lightning.train import train
+
+    def failing_fit(self, *args, **kwargs):
+        _ = self.loggers[0].experiment  # starts the (offline) W&B run
+        assert wandb.run is not None
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(lightning.Trainer, "fit", failing_fit)
+    cfg = compose_run([*TINY, "logger=wandb", "callbacks=none"], glue_path, tmp_path)
+    with pytest.raises(RuntimeError, match="boom"):
+        train(cfg)
+    assert wandb.run is None
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
