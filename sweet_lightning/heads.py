@@ -46,15 +46,28 @@ class Pooler(nn.Module):
 
 
 class ExitHead(nn.Module):
-    """Classifier C_i: pooler -> dropout -> linear. The pooler may be shared between heads."""
+    """Classifier C_i: pooler -> dropout -> linear. The pooler may be shared between heads.
 
-    def __init__(self, hidden_size: int, num_labels: int, pooler: Pooler, dropout: float = 0.1):
+    With `learned_exit`, a second linear layer on the same pooled vector predicts whether
+    this classifier's answer is correct (learning to exit, Xin et al. 2021 / paper Sec. 5);
+    its logit is returned next to the class logits.
+    """
+
+    def __init__(
+        self, hidden_size: int, num_labels: int, pooler: Pooler, dropout: float = 0.1, learned_exit: bool = False
+    ):
         super().__init__()
         self.pooler = pooler
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden_size, num_labels)
         nn.init.normal_(self.classifier.weight, std=0.02)
         nn.init.zeros_(self.classifier.bias)
+        self.exit_scorer = nn.Linear(hidden_size, 1) if learned_exit else None
 
-    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(self.pooler(hidden, attention_mask)))
+    def forward(
+        self, hidden: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(class logits [B, C], exit-score logit [B] or None)."""
+        pooled = self.dropout(self.pooler(hidden, attention_mask))
+        score = self.exit_scorer(pooled).squeeze(-1) if self.exit_scorer is not None else None
+        return self.classifier(pooled), score

@@ -47,6 +47,7 @@ class MultiExitModel(nn.Module):
         dropout: float = 0.1,
         detach_segments: bool = False,
         shared_pooler: bool = False,
+        learned_exit: bool = False,
     ):
         super().__init__()
         self.encoder = encoder
@@ -57,7 +58,7 @@ class MultiExitModel(nn.Module):
         init = encoder.pretrained_pooler()
         shared = Pooler(hidden, pooling, init) if shared_pooler else None
         self.heads = nn.ModuleList(
-            ExitHead(hidden, num_labels, shared or Pooler(hidden, pooling, init), dropout)
+            ExitHead(hidden, num_labels, shared or Pooler(hidden, pooling, init), dropout, learned_exit)
             for _ in self.exit_layers
         )
         # the checkpoint's own pooler is replaced by the heads' copies
@@ -74,16 +75,19 @@ class MultiExitModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
-    ) -> list[torch.Tensor]:
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """(class logits per exit, learned exit-score logits per exit or Nones)."""
         hidden = self.encoder.embed(input_ids, attention_mask, token_type_ids)
         ctx = self.encoder.context(hidden, attention_mask)
-        logits = []
+        logits, scores = [], []
         for i, ((start, end), head) in enumerate(zip(self.segments(), self.heads, strict=True)):
             if i > 0 and self.detach_segments:
                 hidden, ctx = hidden.detach(), ctx.detached()
             hidden = self.encoder.run_layers(hidden, ctx, start, end)
-            logits.append(head(hidden, attention_mask))
-        return logits
+            lg, sc = head(hidden, attention_mask)
+            logits.append(lg)
+            scores.append(sc)
+        return logits, scores
 
 
 class CascadeModel(nn.Module):
@@ -100,6 +104,7 @@ class CascadeModel(nn.Module):
         num_labels: int,
         pooling: str = "cls",
         dropout: float = 0.1,
+        learned_exit: bool = False,
     ):
         super().__init__()
         self.exit_layers = check_exit_layers(exit_layers, encoder.num_layers)
@@ -108,7 +113,9 @@ class CascadeModel(nn.Module):
         for layers in self.exit_layers:
             member_encoder = copy.deepcopy(encoder)
             member_encoder.truncate(layers)
-            members.append(MultiExitModel(member_encoder, [layers], num_labels, pooling, dropout))
+            members.append(
+                MultiExitModel(member_encoder, [layers], num_labels, pooling, dropout, learned_exit=learned_exit)
+            )
         self.members = nn.ModuleList(members)
 
     def forward(
@@ -116,5 +123,6 @@ class CascadeModel(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
-    ) -> list[torch.Tensor]:
-        return [m(input_ids, attention_mask, token_type_ids)[0] for m in self.members]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        outs = [m(input_ids, attention_mask, token_type_ids) for m in self.members]
+        return [o[0][0] for o in outs], [o[1][0] for o in outs]

@@ -33,6 +33,14 @@ def linear_decay_schedule(optimizer: torch.optim.Optimizer, total_steps: int, wa
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def gather_rows(module: L.LightningModule, tensor: torch.Tensor) -> torch.Tensor:
+    """All ranks' rows of an [..., N(, C)] tensor, concatenated along the example axis (dim 0 for
+    labels, dim 1 for per-exit arrays)."""
+    gathered = module.all_gather(tensor)  # [world, ...]
+    axis = 0 if tensor.dim() == 1 else 1
+    return torch.cat(list(gathered.unbind(0)), dim=axis)
+
+
 class AdaptiveModule(L.LightningModule):
     """Base LightningModule for Early-Exit, SWEET and Multi-Model (cascade)."""
 
@@ -49,6 +57,7 @@ class AdaptiveModule(L.LightningModule):
         exit_weights: Sequence[float] | None = None,
         random_init: bool = False,
         config_overrides: dict[str, Any] | None = None,
+        learned_exit: bool = False,
         lr: float = 2e-5,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
@@ -63,7 +72,10 @@ class AdaptiveModule(L.LightningModule):
         self.scheduler_factory = scheduler
         encoder = load_encoder(pretrained, random_init=random_init, config_overrides=config_overrides)
         self.num_layers = encoder.num_layers
-        self.net = self.build_network(encoder, list(exit_layers), exit_pooling, dropout, **method_kwargs)
+        self.learned_exit = learned_exit
+        self.net = self.build_network(
+            encoder, list(exit_layers), exit_pooling, dropout, learned_exit=learned_exit, **method_kwargs
+        )
         self.exit_layers: list[int] = list(self.net.exit_layers)
         if exit_weights is not None and len(exit_weights) != len(self.exit_layers):
             raise ValueError(
@@ -80,15 +92,32 @@ class AdaptiveModule(L.LightningModule):
 
     # ---- forward / training -------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Class logits of every exit, [B, C] each."""
+        return self.forward_with_scores(batch)[0]
+
+    def forward_with_scores(self, batch: dict[str, torch.Tensor]):
+        """(class logits per exit, learned exit-score logits per exit — Nones unless learned_exit)."""
         return self.net(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
 
     def exit_losses(self, logits: list[torch.Tensor], labels: torch.Tensor) -> list[torch.Tensor]:
         return [F.cross_entropy(lg, labels) for lg in logits]
 
+    def exit_score_losses(self, logits: list[torch.Tensor], scores: list, labels: torch.Tensor) -> list:
+        """Learning to exit: each exit's scorer learns to predict whether its classifier is right."""
+        return [
+            F.binary_cross_entropy_with_logits(sc, (lg.detach().argmax(-1) == labels).float())
+            for lg, sc in zip(logits, scores, strict=True)
+        ]
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        losses = self.exit_losses(self(batch), batch["labels"])
+        logits, scores = self.forward_with_scores(batch)
+        losses = self.exit_losses(logits, batch["labels"])
         loss = sum(w * li for w, li in zip(self.exit_weights, losses, strict=True))
         bs = batch["labels"].shape[0]
+        if self.learned_exit:
+            score_losses = self.exit_score_losses(logits, scores, batch["labels"])
+            loss = loss + sum(score_losses)
+            self.log("train/exit_score_loss", sum(score_losses), batch_size=bs)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         for i, li in enumerate(losses, start=1):
             self.log(f"train/exit{i}/loss", li, batch_size=bs)
@@ -100,28 +129,48 @@ class AdaptiveModule(L.LightningModule):
 
     # ---- evaluation: every method the same way ----------------------------------------
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        logits = torch.stack(self(batch))  # [E, B, C]
-        buf = self._eval_buffers.setdefault(dataloader_idx, {"logits": [], "labels": []})
-        buf["logits"].append(logits.float().cpu())
+        logits, scores = self.forward_with_scores(batch)
+        buf = self._eval_buffers.setdefault(dataloader_idx, {"logits": [], "labels": [], "exit_scores": []})
+        buf["logits"].append(torch.stack(logits).float().cpu())  # [E, B, C]
         buf["labels"].append(batch["labels"].cpu())
+        if self.learned_exit:
+            buf["exit_scores"].append(torch.sigmoid(torch.stack(scores).float()).cpu())  # [E, B]
 
     def on_validation_epoch_end(self) -> None:
+        outputs = self.finalize_eval()
+        for split, out in outputs.items():
+            scores = self.exit_scores(torch.from_numpy(out["logits"]), torch.from_numpy(out["labels"]))
+            for name, values in scores.items():
+                for i, value in enumerate(values, start=1):
+                    self.log(f"val/{split}/exit{i}/{name}", value, add_dataloader_idx=False)
+            if split == self.eval_split_names[0]:
+                for i, value in enumerate(scores[self.task.metric], start=1):
+                    self.log(f"val/exit{i}/score", value, add_dataloader_idx=False)
+                self.log("val/score", scores[self.task.metric][-1], add_dataloader_idx=False, prog_bar=True)
+
+    def split_names(self) -> list[str]:
+        """Names of the validation dataloaders, in order (the datamodule's when it says)."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        return list(getattr(dm, "val_split_names", None) or self.eval_split_names)
+
+    def finalize_eval(self) -> dict[str, dict[str, np.ndarray]]:
+        """Gather this epoch's validation buffers into `eval_outputs` (idempotent within an epoch:
+        the evaluation callback and this module's own hook both call it)."""
+        if not self._eval_buffers:
+            return self.eval_outputs
+        names = self.split_names()
         self.eval_outputs = {}
         for idx in sorted(self._eval_buffers):
             buf = self._eval_buffers[idx]
-            logits = torch.cat(buf["logits"], dim=1)
-            labels = torch.cat(buf["labels"])
-            if self.trainer is not None and self.trainer.world_size > 1:
-                logits = self.all_gather(logits).transpose(0, 1).reshape(logits.shape[0], -1, logits.shape[-1])
-                labels = self.all_gather(labels).reshape(-1)
-            split = self.eval_split_names[idx] if idx < len(self.eval_split_names) else f"eval{idx}"
-            self.eval_outputs[split] = {"logits": logits.numpy(), "labels": labels.numpy()}
-            for name, score in self.exit_scores(logits, labels).items():
-                for i, value in enumerate(score, start=1):
-                    self.log(f"val/{split}/exit{i}/{name}", value, add_dataloader_idx=False)
-                    if idx == 0 and name == self.task.metric:
-                        self.log(f"val/exit{i}/score", value, add_dataloader_idx=False, prog_bar=i == len(score))
+            arrays = {"logits": torch.cat(buf["logits"], dim=1), "labels": torch.cat(buf["labels"])}
+            if buf["exit_scores"]:
+                arrays["exit_scores"] = torch.cat(buf["exit_scores"], dim=1)
+            if self._trainer is not None and self.trainer.world_size > 1:
+                arrays = {k: gather_rows(self, v) for k, v in arrays.items()}
+            split = names[idx] if idx < len(names) else f"eval{idx}"
+            self.eval_outputs[split] = {k: v.numpy() for k, v in arrays.items()}
         self._eval_buffers = {}
+        return self.eval_outputs
 
     def exit_scores(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, list[float]]:
         """Every metric of the task for each exit alone on the whole split (paper Table 1)."""

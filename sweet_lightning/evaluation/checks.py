@@ -1,0 +1,73 @@
+"""Input checks shared by the evaluation modules.
+
+Every check raises a one-line ValueError, so a misconfigured run fails at the first call
+instead of producing a plausible-looking but wrong curve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+KINDS = ("early_exit", "cascade")  # SWEET is evaluated as "early_exit"; Multi-Model as "cascade"
+
+
+def check_logits(logits: np.ndarray) -> np.ndarray:
+    """Return per-exit logits as float64 [E, N, C] after checking shape and finiteness."""
+    arr = np.asarray(logits, dtype=np.float64)
+    if arr.ndim != 3:
+        raise ValueError(f"logits must have shape [exits, examples, classes], got shape {arr.shape}")
+    num_exits, num_examples, num_classes = arr.shape
+    if num_exits < 1 or num_examples < 1 or num_classes < 2:
+        raise ValueError(f"logits need >= 1 exit, >= 1 example and >= 2 classes, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("logits contain NaN or inf")
+    return arr
+
+
+def check_labels(labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Return labels as int64 [N], checked against the example and class axes of logits."""
+    arr = np.asarray(labels)
+    num_examples, num_classes = logits.shape[1], logits.shape[2]
+    if arr.shape != (num_examples,):
+        raise ValueError(f"labels must have shape ({num_examples},) to match logits, got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"labels must be integers, got dtype {arr.dtype}")
+    if arr.min() < 0 or arr.max() >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes - 1}], got [{arr.min()}, {arr.max()}]")
+    return arr.astype(np.int64)
+
+
+def check_exit_layers(
+    exit_layers: Sequence[int], num_layers: int, num_exits: int | None = None
+) -> np.ndarray:
+    """Return exit layers L_i as int64 [E]: positive, strictly increasing, none above L_M."""
+    layers = np.asarray(exit_layers)
+    if layers.ndim != 1 or layers.size == 0 or not np.issubdtype(layers.dtype, np.integer):
+        raise ValueError(f"exit_layers must be a non-empty list of ints, got {list(exit_layers)}")
+    if num_exits is not None and layers.size != num_exits:
+        raise ValueError(f"exit_layers has {layers.size} entries but logits have {num_exits} exits")
+    if int(num_layers) != num_layers or num_layers < 1:
+        raise ValueError(f"num_layers must be a positive int, got {num_layers}")
+    if layers[0] < 1 or np.any(np.diff(layers) <= 0):
+        raise ValueError(f"exit_layers must be positive and strictly increasing, got {layers.tolist()}")
+    if layers[-1] > num_layers:
+        raise ValueError(f"exit_layers {layers.tolist()} go past num_layers={num_layers}")
+    return layers.astype(np.int64)
+
+
+def check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    return kind
+
+
+def check_exit_scores(exit_scores: np.ndarray, num_exits: int, num_examples: int) -> np.ndarray:
+    """Return learned 'this exit is correct' scores as float64 [E, N] in [0, 1]."""
+    arr = np.asarray(exit_scores, dtype=np.float64)
+    if arr.shape != (num_exits, num_examples):
+        raise ValueError(f"exit_scores must have shape ({num_exits}, {num_examples}), got {arr.shape}")
+    if not np.all(np.isfinite(arr)) or arr.min() < 0.0 or arr.max() > 1.0:
+        raise ValueError("exit_scores must be finite and lie in [0, 1]")
+    return arr

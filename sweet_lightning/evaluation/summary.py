@@ -1,0 +1,120 @@
+"""One call from cached per-exit logits to a JSON-ready evaluation report.
+
+This is the entry point for training/evaluation callbacks: it resolves temperatures, scores
+each exit alone, sweeps the speed-accuracy curve and reads it at fixed speedups and as AUC.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from .checks import check_exit_layers, check_kind, check_labels, check_logits
+from .collapse import collapsed_exits
+from .curves import individual_exit_scores, speed_accuracy_curve
+from .interpolation import auc, auc_coverage, auc_interval, default_speedup_points, interpolate_at
+from .temperature import fit_temperatures
+
+
+def _json_float(value: float) -> float | None:
+    # strict JSON has no NaN: an unreachable speedup is reported as null
+    return None if math.isnan(value) else float(value)
+
+
+def evaluate_logits(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    exit_layers: Sequence[int],
+    num_layers: int,
+    kind: str = "early_exit",
+    metric: str = "accuracy",
+    extra_metrics: Sequence[str] = (),
+    policy: str = "confidence",
+    policy_kwargs: dict | None = None,
+    thresholds: Sequence[float] | None = None,
+    num_thresholds: int = 11,
+    speedup_points: Sequence[float] | None = None,
+    temperatures: Sequence[float] | None = None,
+    calibration_logits: np.ndarray | None = None,
+    calibration_labels: np.ndarray | None = None,
+    exit_scores: np.ndarray | None = None,
+    auc_lo: float | None = None,
+    auc_hi: float | None = None,
+) -> dict:
+    """Evaluate an adaptive model from its per-exit logits [E, N, C] on one split.
+
+    Temperatures: pass them, or pass calibration logits+labels to fit them (not both); with
+    neither, no scaling is applied (all 1.0). Scores in "at_speedup" are null where the curve
+    does not reach that speedup.
+    """
+    logits = check_logits(logits)
+    labels = check_labels(labels, logits)
+    layers = check_exit_layers(exit_layers, num_layers, logits.shape[0])
+    check_kind(kind)
+    if temperatures is not None and calibration_logits is not None:
+        raise ValueError("pass either temperatures or calibration_logits, not both")
+    if (calibration_logits is None) != (calibration_labels is None):
+        raise ValueError("calibration_logits and calibration_labels go together")
+    if calibration_logits is not None:
+        temps, source = fit_temperatures(calibration_logits, calibration_labels), "fitted"
+    elif temperatures is not None:
+        temps, source = np.asarray(temperatures, dtype=np.float64), "given"
+    else:
+        temps, source = np.ones(logits.shape[0]), "none"
+    if temps.shape != (logits.shape[0],):
+        raise ValueError(f"need {logits.shape[0]} temperatures (one per exit), got shape {temps.shape}")
+
+    curve = speed_accuracy_curve(
+        logits,
+        labels,
+        layers,
+        num_layers,
+        kind=kind,
+        metric=metric,
+        policy=policy,
+        thresholds=thresholds,
+        temperatures=temps,
+        exit_scores=exit_scores,
+        num_thresholds=num_thresholds,
+        policy_kwargs=policy_kwargs,
+    )
+    lo, hi = auc_interval(curve, auc_lo, auc_hi)
+    points = default_speedup_points(num_layers) if speedup_points is None else tuple(speedup_points)
+    at_speedup = interpolate_at(curve, points)
+
+    exit_metrics = [metric] + [name for name in extra_metrics if name != metric]
+    per_metric = {name: individual_exit_scores(logits, labels, name) for name in exit_metrics}
+    collapsed = collapsed_exits(logits, labels)
+    exits = []
+    for i, layer in enumerate(layers):
+        entry: dict = {"exit": i + 1, "layer": int(layer), "score": float(per_metric[metric][i])}
+        entry.update({name: float(per_metric[name][i]) for name in exit_metrics[1:]})
+        entry["collapsed"] = bool(collapsed[i])
+        exits.append(entry)
+
+    return {
+        "policy": curve.policy,
+        "kind": kind,
+        "metric": metric,
+        "exit_layers": [int(x) for x in layers],
+        "num_layers": int(num_layers),
+        "num_examples": int(labels.size),
+        "temperatures": [float(t) for t in temps],
+        "temperature_source": source,
+        "exits": exits,
+        "curve": [
+            {
+                "threshold": point.threshold,
+                "speedup": point.speedup,
+                "score": point.score,
+                "exit_fractions": list(point.exit_fractions),
+            }
+            for point in curve.points
+        ],
+        "auc": auc(curve, lo, hi),
+        "auc_interval": [lo, hi],
+        "auc_coverage": auc_coverage(curve, lo, hi),
+        "at_speedup": {f"{x:.4f}": _json_float(v) for x, v in zip(points, at_speedup, strict=True)},
+    }

@@ -1,0 +1,70 @@
+"""Temperature scaling (Guo et al., 2017), one temperature per exit (paper App. A).
+
+Each exit's T minimises the NLL of softmax(logits / T) on a calibration set. The NLL is
+convex in 1/T, hence unimodal in log T, so a golden-section search over log T finds the
+global minimum deterministically without gradients or a torch dependency. Scaling by T > 0
+keeps the ranking of classes; predictions are nevertheless always taken from the raw logits
+(see curves.py) so that float rounding can never turn a near-tie into a different argmax.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .checks import check_labels, check_logits
+
+T_MIN, T_MAX = 1e-3, 1e3  # search bounds; a fitted T at a bound means the exit is (near) separable
+_GOLDEN_STEPS = 100  # shrinks the log-T bracket by 0.618**100, far below float precision
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, stabilised by subtracting the max."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    scaled = logits / temperature
+    peak = scaled.max(axis=1)
+    log_norm = peak + np.log(np.exp(scaled - peak[:, None]).sum(axis=1))
+    return float(np.mean(log_norm - scaled[np.arange(labels.size), labels]))
+
+
+def _fit_one(logits: np.ndarray, labels: np.ndarray) -> float:
+    lo, hi = math.log(T_MIN), math.log(T_MAX)
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    f_a, f_b = _nll(logits, labels, math.exp(a)), _nll(logits, labels, math.exp(b))
+    for _ in range(_GOLDEN_STEPS):
+        if f_a <= f_b:
+            hi, b, f_b = b, a, f_a
+            a = hi - ratio * (hi - lo)
+            f_a = _nll(logits, labels, math.exp(a))
+        else:
+            lo, a, f_a = a, b, f_b
+            b = lo + ratio * (hi - lo)
+            f_b = _nll(logits, labels, math.exp(b))
+    best = math.exp((lo + hi) / 2)
+    # a flat NLL (e.g. all-zero logits) has no preferred T: keep the model's own scale
+    return best if _nll(logits, labels, best) < _nll(logits, labels, 1.0) else 1.0
+
+
+def fit_temperatures(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Fit one temperature per exit on calibration logits [E, N, C] and labels [N]; returns [E]."""
+    logits = check_logits(logits)
+    labels = check_labels(labels, logits)
+    return np.array([_fit_one(exit_logits, labels) for exit_logits in logits])
+
+
+def apply_temperatures(logits: np.ndarray, temperatures: np.ndarray) -> np.ndarray:
+    """Divide each exit's logits [E, N, C] by its temperature [E]."""
+    logits = check_logits(logits)
+    temps = np.asarray(temperatures, dtype=np.float64)
+    if temps.shape != (logits.shape[0],):
+        raise ValueError(f"temperatures must have shape ({logits.shape[0]},), got {temps.shape}")
+    if not np.all(np.isfinite(temps) & (temps > 0)):
+        raise ValueError(f"temperatures must be finite and > 0, got {temps.tolist()}")
+    return logits / temps[:, None, None]
