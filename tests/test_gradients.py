@@ -263,8 +263,7 @@ def test_cli_end_to_end_writes_json_and_heatmaps(tmp_path, glue_path):
         "batch_size=4",
         "logger=csv",
         "trainer=cpu",
-        f"output_dir={out}",
-        f"data.cache_dir={tmp_path / 'cache'}",
+        f"output_dir={out}",  # the tokenised-data cache is the shared default one, as in test_launch
     ]
     env = {**os.environ, "GLUE_DIR": str(glue_path), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
