@@ -37,9 +37,8 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def build_module(cfg: DictConfig):
-    from hydra.utils import instantiate
-
     from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
 
     method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
     method_cfg.pop("name", None)
