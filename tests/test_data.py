@@ -205,7 +205,7 @@ def test_sample_indices_seeded_disjoint_and_small_pool_used_whole() -> None:
 
 
 def test_sample_indices_rejects_bad_sizes() -> None:
-    with pytest.raises(ValueError, match=r"data.train_size must be > 0"):
+    with pytest.raises(ValueError, match=r"train_size must be > 0"):
         sample_indices(100, 0, seed=0)
     with pytest.raises(ValueError, match="calibration_size"):
         sample_indices(100, 10, seed=0, calibration_size=100)
