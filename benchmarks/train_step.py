@@ -3,7 +3,7 @@
 Measured side by side in one process, on the same batches, interleaving the contenders
 round by round so machine noise hits all of them alike. Prints one table:
 
-    method      ms/step   ratio_to_hf   target
+    method      ms/step   ratio_to_hf   target   (medians over shuffled, interleaved steps)
     early_exit  ...
 
 Targets (issue 2): Early-Exit and SWEET <= 1.05; cascade <= 1.05 x (sum of exit layers / L).
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import platform
+import random
+import statistics
 import time
 
 import torch
@@ -55,7 +57,10 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     exits = [int(x) for x in args.exits.split(",")]
     torch.manual_seed(0)
 
@@ -73,24 +78,29 @@ def main() -> None:
     batches = make_batches(args.steps, args.batch_size, args.seq_len, hf.config.vocab_size)
     for step in contenders.values():  # warm-up
         step(batches[0])
-    times = {name: 0.0 for name in contenders}
+    # step-level round robin in a shuffled order, then medians: load drifting on a shared machine
+    # hits every contender alike, and a stalled step does not skew the result
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    order = list(contenders)
+    rng = random.Random(0)
     for _ in range(args.rounds):
-        for b in batches:  # step-level round robin: load drifting on a shared machine hits all alike
-            for name, step in contenders.items():
+        for b in batches:
+            rng.shuffle(order)
+            for name in order:
                 start = time.perf_counter()
-                step(b)
-                times[name] += time.perf_counter() - start
+                contenders[name](b)
+                times[name].append(time.perf_counter() - start)
     n = args.rounds * args.steps
-    base = times["hf_plain"] / n
+    median = {name: statistics.median(t) for name, t in times.items()}
+    base = median["hf_plain"]
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
           f"{torch.__version__}; model {args.model}, exits {exits}, batch {args.batch_size}x{args.seq_len}, "
-          f"{n} steps each")
+          f"{n} steps each, median ms per step (forward, backward, AdamW step)")
     print(f"{'method':<12}{'ms/step':>10}{'ratio_to_hf':>14}{'target':>10}")
     cascade_target = 1.05 * sum(exits) / num_layers
     for name in contenders:
-        ms = times[name] / n * 1000
         target = {"hf_plain": "", "cascade": f"<={cascade_target:.2f}"}.get(name, "<=1.05")
-        print(f"{name:<12}{ms:>10.1f}{times[name] / n / base:>14.3f}{target:>10}")
+        print(f"{name:<12}{median[name] * 1000:>10.1f}{median[name] / base:>14.3f}{target:>10}")
 
 
 if __name__ == "__main__":
