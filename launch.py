@@ -10,6 +10,9 @@ import hydra
 from omegaconf import DictConfig
 
 from sweet_lightning.cli import OverrideError, expand_overrides
+from sweet_lightning.resolvers import register_resolvers
+
+register_resolvers()  # before @hydra.main composes the config
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -92,9 +92,24 @@ def close_wandb() -> None:
 
 
 def train(cfg: DictConfig) -> float:
-    """Fit the configured method and return `cfg.optimized_metric` of the final evaluation."""
+    """Fit the configured method and return `cfg.optimized_metric` of the final evaluation.
+
+    A run dir with a completed run is skipped (sweet_lightning.runs). A failing run is recorded in
+    results.json ("status": "failed"); in a multirun it returns NaN so the other jobs go on, a single
+    run re-raises.
+    """
+    from sweet_lightning import runs
+
+    out = output_dir(cfg)
     try:
-        return _train(cfg)
+        done = runs.completed_value(cfg, out)
+        return done if done is not None else _train(cfg)
+    except Exception as err:
+        runs.record_failure(cfg, out, err)
+        if not runs.is_multirun():
+            raise
+        log.exception("run failed; the sweep goes on")
+        return float("nan")
     finally:
         close_wandb()
 
@@ -103,6 +118,9 @@ def _train(cfg: DictConfig) -> float:
     import lightning as L
     from hydra.utils import instantiate
 
+    from sweet_lightning import runs
+    from sweet_lightning.seeding import EpochSeeding
+
     check_config(cfg)
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,17 +128,20 @@ def _train(cfg: DictConfig) -> float:
 
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
-    callbacks = instantiate_all(cfg.get("callbacks"))
+    callbacks = [*instantiate_all(cfg.get("callbacks")), EpochSeeding(cfg.seed)]
     loggers = instantiate_all(cfg.get("logger"))
+    runs.pin_ddp_relaunch(out)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=runs.resume_checkpoint(cfg))
     train_time = time.perf_counter() - start
 
     # final evaluation: the selected (best) checkpoint when one was kept, else the last weights
     ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
     trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+    if not trainer.is_global_zero:  # DDP: rank 0 writes the results (every rank holds the same)
+        return float("nan")
     results = write_results(cfg, module, datamodule, out, train_time, ckpt)
     metric = cfg.get("optimized_metric")
     value = results["metrics"].get(metric)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DistributedSampler
 
 from sweet_lightning.metrics import compute_metric
 from sweet_lightning.models import load_encoder
@@ -134,15 +135,16 @@ class AdaptiveModule(L.LightningModule):
             buf = self._eval_buffers[idx]
             logits = torch.cat(buf["logits"], dim=1)
             labels = torch.cat(buf["labels"])
-            if self.trainer is not None and self.trainer.world_size > 1:
-                logits = self.all_gather(logits).transpose(0, 1).reshape(logits.shape[0], -1, logits.shape[-1])
-                labels = self.all_gather(labels).reshape(-1)
+            num_rows = self._sharded_eval_rows(idx)
+            if num_rows is not None:
+                logits = self._gather_in_order(logits, num_rows)
+                labels = self._gather_in_order(labels[None], num_rows)[0]
             split = self.eval_split_names[idx] if idx < len(self.eval_split_names) else f"eval{idx}"
             self.eval_outputs[split] = {"logits": logits.numpy(), "labels": labels.numpy()}
             if buf["exit_scores"]:
                 exit_scores = torch.cat(buf["exit_scores"], dim=1)
-                if self.trainer is not None and self.trainer.world_size > 1:
-                    exit_scores = self.all_gather(exit_scores).transpose(0, 1).reshape(exit_scores.shape[0], -1)
+                if num_rows is not None:
+                    exit_scores = self._gather_in_order(exit_scores, num_rows)
                 self.eval_outputs[split]["exit_scores"] = exit_scores.numpy()
             for name, score in self.exit_scores(logits, labels).items():
                 for i, value in enumerate(score, start=1):
@@ -150,6 +152,31 @@ class AdaptiveModule(L.LightningModule):
                     if idx == 0 and name == self.task.metric:
                         self.log(f"val/exit{i}/score", value, add_dataloader_idx=False, prog_bar=i == len(score))
         self._eval_buffers = {}
+
+    def _sharded_eval_rows(self, idx: int) -> int | None:
+        """Rows of eval split `idx` when DDP split it over the ranks (else None: nothing to gather)."""
+        if self.trainer is None or self.trainer.world_size <= 1:
+            return None
+        loaders = self.trainer.val_dataloaders
+        loader = loaders[idx] if isinstance(loaders, (list, tuple)) else loaders
+        sampler = getattr(loader, "sampler", None)
+        if not isinstance(sampler, DistributedSampler):  # use_distributed_sampler=False: each rank saw all
+            return None
+        if sampler.shuffle or sampler.drop_last:
+            raise ValueError("evaluation under DDP needs an unshuffled DistributedSampler without drop_last")
+        return len(sampler.dataset)
+
+    def _gather_in_order(self, shard: torch.Tensor, num_rows: int) -> torch.Tensor:
+        """[E, n, ...] rows of every rank, in dataset order, without DistributedSampler's padding.
+
+        Unshuffled, DistributedSampler pads the dataset to a multiple of the world size W by repeating
+        its first rows and gives rank r rows r, r+W, r+2W, ...: interleaving the shards restores the
+        order and cutting at the dataset length drops the repeats.
+        """
+        gathered = self.all_gather(shard)  # [W, E, n, ...]
+        interleaved = gathered.movedim(0, 2)  # [E, n, W, ...]: row j of rank r is dataset row j*W + r
+        flat = interleaved.reshape(shard.shape[0], -1, *shard.shape[2:])
+        return flat[:, :num_rows]
 
     def exit_scores(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, list[float]]:
         """Every metric of the task for each exit alone on the whole split (paper Table 1)."""
