@@ -15,15 +15,17 @@ class TaskSpec:
     name: str  # config name, e.g. "sst2" (task=glue/sst2)
     glue_dir: str  # folder name in the classic GLUE layout, e.g. "SST-2"
     hub_config: str  # config name of the "nyu-mll/glue" hub dataset
-    text_keys: tuple[str, ...]  # column names in the TSV header (CoLA: synthetic names)
+    text_keys: tuple[str, ...]  # column names in the TSV header (CoLA: names from tsv_columns)
     hub_text_keys: tuple[str, ...]  # column names on the hub
     label_key: str  # label column in the TSV header
     labels: tuple[str, ...]  # label strings as they appear in the TSVs; index = class id
     metric: str  # the task's main metric: "accuracy" or "mcc"
     extra_metrics: tuple[str, ...] = ()
-    # evaluation split name -> TSV file name (hub split names are the same keys)
+    # evaluation split name -> TSV file name (hub split names: see hub_eval_splits)
     eval_files: tuple[tuple[str, str], ...] = (("dev", "dev.tsv"),)
     has_header: bool = True
+    # column names for files without a header line (CoLA); files with a header are read by name
+    tsv_columns: tuple[str, ...] = ()
 
     @property
     def num_labels(self) -> int:
@@ -46,6 +48,7 @@ TASKS: dict[str, TaskSpec] = {
         # CoLA's TSVs have no header: source, label, original mark, sentence
         text_keys=("sentence",), hub_text_keys=("sentence",), label_key="label",
         labels=("0", "1"), metric="mcc", extra_metrics=("accuracy",), has_header=False,
+        tsv_columns=("source", "label", "original_label", "sentence"),
     ),
     "sst2": TaskSpec(
         name="sst2", glue_dir="SST-2", hub_config="sst2",

@@ -32,6 +32,8 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"train_size={cfg.train_size} must be > 0 (e.g. train_size=6000).")
     if float(cfg.lr) <= 0:
         raise ValueError(f"lr={cfg.lr} must be > 0 (e.g. lr=2e-5).")
+    if cfg.calibration == "train_holdout" and int(cfg.calibration_size) <= 0:
+        raise ValueError("calibration=train_holdout needs calibration_size > 0 (or use calibration=dev).")
 
 
 def build_module(cfg: DictConfig):
@@ -49,6 +51,7 @@ def build_module(cfg: DictConfig):
         dropout=model.dropout,
         random_init=model.random_init,
         config_overrides=OmegaConf.to_container(model.config_overrides) if model.config_overrides else None,
+        learned_exit=cfg.exit_policy == "learned",
         lr=cfg.lr,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler),
@@ -69,8 +72,24 @@ def build_datamodule(cfg: DictConfig):
         batch_size=cfg.batch_size,
         eval_batch_size=cfg.eval_batch_size,
         seed=cfg.seed,
+        calibration_size=cfg.calibration_size if cfg.calibration == "train_holdout" else 0,
         num_workers=cfg.data.num_workers,
         cache_dir=cfg.data.cache_dir,
+    )
+
+
+def build_evaluation(cfg: DictConfig):
+    from sweet_lightning.evaluation.callback import AdaptiveEvaluation
+
+    ev = cfg.evaluation
+    return AdaptiveEvaluation(
+        policy=cfg.exit_policy,
+        calibration=cfg.calibration,
+        thresholds=list(ev.thresholds) if ev.thresholds is not None else None,
+        num_thresholds=ev.num_thresholds,
+        speedup_points=list(ev.speedup_points) if ev.speedup_points is not None else None,
+        policy_kwargs=OmegaConf.to_container(ev.policy_kwargs) if ev.policy_kwargs else None,
+        seed=cfg.seed,
     )
 
 
@@ -128,7 +147,8 @@ def _train(cfg: DictConfig) -> float:
 
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
-    callbacks = [*instantiate_all(cfg.get("callbacks")), EpochSeeding(cfg.seed)]
+    evaluation = build_evaluation(cfg)
+    callbacks = [evaluation, *instantiate_all(cfg.get("callbacks")), EpochSeeding(cfg.seed)]
     loggers = instantiate_all(cfg.get("logger"))
     runs.pin_ddp_relaunch(out)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -142,22 +162,27 @@ def _train(cfg: DictConfig) -> float:
     trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
     if not trainer.is_global_zero:  # DDP: rank 0 writes the results (every rank holds the same)
         return float("nan")
-    results = write_results(cfg, module, datamodule, out, train_time, ckpt)
+    results = write_results(cfg, module, datamodule, evaluation, out, train_time, ckpt)
     metric = cfg.get("optimized_metric")
     value = results["metrics"].get(metric)
     log.info("results: %s", out / "results.json")
     return float(value) if value is not None else float("nan")
 
 
-def write_results(cfg, module, datamodule, out: Path, train_time: float, ckpt: str | None) -> dict:
-    task = module.task
-    splits = {}
-    metrics: dict[str, float] = {}
-    for split, arrays in module.eval_outputs.items():
-        logits_file = f"logits_{split}.npz"
-        np.savez_compressed(out / logits_file, logits=arrays["logits"], labels=arrays["labels"])
-        import torch
+def write_results(cfg, module, datamodule, evaluation, out: Path, train_time: float, ckpt: str | None) -> dict:
+    """Save each split's logits and write results.json (fields documented in README, "Outputs")."""
+    import torch
 
+    from sweet_lightning.evaluation.callback import CALIBRATION_SPLIT, warn_collapsed
+
+    task = module.task
+    outputs = module.eval_outputs
+    splits = {}
+    for split, arrays in outputs.items():
+        logits_file = f"logits_{split}.npz"
+        np.savez_compressed(out / logits_file, **arrays)
+        if split == CALIBRATION_SPLIT:
+            continue
         scores = module.exit_scores(torch.from_numpy(arrays["logits"]), torch.from_numpy(arrays["labels"]))
         exits = []
         for i, layer in enumerate(module.exit_layers):
@@ -165,11 +190,19 @@ def write_results(cfg, module, datamodule, out: Path, train_time: float, ckpt: s
             entry.update({m: scores[m][i] for m in task.extra_metrics})
             exits.append(entry)
         splits[split] = {"num_examples": int(arrays["labels"].shape[0]), "exits": exits, "logits": logits_file}
-    primary = datamodule.eval_split_names[0]
-    if primary in splits:
+    report = evaluation.evaluate(module, outputs)
+    primary = next(iter(splits), None)
+    metrics: dict[str, float] = {}
+    if primary is not None:
         metrics["val/score"] = splits[primary]["exits"][-1]["score"]
         for e in splits[primary]["exits"]:
             metrics[f"val/exit{e['exit']}/score"] = e["score"]
+    if primary in report:
+        metrics["val/auc"] = report[primary]["auc"]
+    calibration = {"source": cfg.calibration}
+    calibration["size"] = (
+        int(len(datamodule.calibration_indices)) if cfg.calibration == "train_holdout" else splits[primary]["num_examples"]
+    )
     results = {
         "method": cfg.method.name,
         "task": task.name,
@@ -187,7 +220,12 @@ def write_results(cfg, module, datamodule, out: Path, train_time: float, ckpt: s
         "batch_size": int(cfg.batch_size),
         "metric": task.metric,
         "primary_split": primary,
+        "exit_policy": cfg.exit_policy,
+        "calibration": calibration,
+        "temperatures": report[primary]["temperatures"] if primary in report else None,
         "splits": splits,
+        "evaluation": report,
+        "collapsed_exits": warn_collapsed(module, report, cfg.seed, warn=False),
         "metrics": metrics,
         "train_time_s": round(train_time, 2),
         "checkpoint": ckpt,

@@ -89,7 +89,7 @@ def evaluate_logits(
     collapsed = collapsed_exits(logits, labels)
     exits = []
     for i, layer in enumerate(layers):
-        entry: dict = {"exit": i, "layer": int(layer), "score": float(per_metric[metric][i])}
+        entry: dict = {"exit": i + 1, "layer": int(layer), "score": float(per_metric[metric][i])}
         entry.update({name: float(per_metric[name][i]) for name in exit_metrics[1:]})
         entry["collapsed"] = bool(collapsed[i])
         exits.append(entry)

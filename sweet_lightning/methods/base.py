@@ -34,6 +34,21 @@ def linear_decay_schedule(optimizer: torch.optim.Optimizer, total_steps: int, wa
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def gather_rows(module: L.LightningModule, tensor: torch.Tensor, num_rows: int) -> torch.Tensor:
+    """All ranks' rows of an eval tensor ([N] labels or [E, N, ...] per-exit arrays), in dataset order,
+    without DistributedSampler's padding.
+
+    Unshuffled, DistributedSampler pads the dataset to a multiple of the world size W by repeating its
+    first rows and gives rank r rows r, r+W, r+2W, ...: interleaving the ranks' shards restores the
+    order and cutting at the dataset length (`num_rows`) drops the repeats.
+    """
+    per_exit = tensor if tensor.dim() > 1 else tensor[None]
+    gathered = module.all_gather(per_exit)  # [W, E, n, ...]
+    interleaved = gathered.movedim(0, 2)  # [E, n, W, ...]: row j of rank r is dataset row j*W + r
+    rows = interleaved.reshape(per_exit.shape[0], -1, *per_exit.shape[2:])[:, :num_rows]
+    return rows if tensor.dim() > 1 else rows[0]
+
+
 class AdaptiveModule(L.LightningModule):
     """Base LightningModule for Early-Exit, SWEET and Multi-Model (cascade)."""
 
@@ -130,32 +145,45 @@ class AdaptiveModule(L.LightningModule):
             buf["exit_scores"].append(torch.sigmoid(torch.stack(scores).float()).cpu())  # [E, B]
 
     def on_validation_epoch_end(self) -> None:
+        outputs = self.finalize_eval()
+        for split, out in outputs.items():
+            scores = self.exit_scores(torch.from_numpy(out["logits"]), torch.from_numpy(out["labels"]))
+            for name, values in scores.items():
+                for i, value in enumerate(values, start=1):
+                    self.log(f"val/{split}/exit{i}/{name}", value, add_dataloader_idx=False)
+            if split == self.eval_split_names[0]:
+                for i, value in enumerate(scores[self.task.metric], start=1):
+                    self.log(f"val/exit{i}/score", value, add_dataloader_idx=False)
+                self.log("val/score", scores[self.task.metric][-1], add_dataloader_idx=False, prog_bar=True)
+
+    def split_names(self) -> list[str]:
+        """Names of the validation dataloaders, in order (the datamodule's when it says)."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        return list(getattr(dm, "val_split_names", None) or self.eval_split_names)
+
+    def finalize_eval(self) -> dict[str, dict[str, np.ndarray]]:
+        """Gather this epoch's validation buffers into `eval_outputs` (idempotent within an epoch:
+        the evaluation callback and this module's own hook both call it)."""
+        if not self._eval_buffers:
+            return self.eval_outputs
+        names = self.split_names()
         self.eval_outputs = {}
         for idx in sorted(self._eval_buffers):
             buf = self._eval_buffers[idx]
-            logits = torch.cat(buf["logits"], dim=1)
-            labels = torch.cat(buf["labels"])
+            arrays = {"logits": torch.cat(buf["logits"], dim=1), "labels": torch.cat(buf["labels"])}
+            if buf["exit_scores"]:
+                arrays["exit_scores"] = torch.cat(buf["exit_scores"], dim=1)
             num_rows = self._sharded_eval_rows(idx)
             if num_rows is not None:
-                logits = self._gather_in_order(logits, num_rows)
-                labels = self._gather_in_order(labels[None], num_rows)[0]
-            split = self.eval_split_names[idx] if idx < len(self.eval_split_names) else f"eval{idx}"
-            self.eval_outputs[split] = {"logits": logits.numpy(), "labels": labels.numpy()}
-            if buf["exit_scores"]:
-                exit_scores = torch.cat(buf["exit_scores"], dim=1)
-                if num_rows is not None:
-                    exit_scores = self._gather_in_order(exit_scores, num_rows)
-                self.eval_outputs[split]["exit_scores"] = exit_scores.numpy()
-            for name, score in self.exit_scores(logits, labels).items():
-                for i, value in enumerate(score, start=1):
-                    self.log(f"val/{split}/exit{i}/{name}", value, add_dataloader_idx=False)
-                    if idx == 0 and name == self.task.metric:
-                        self.log(f"val/exit{i}/score", value, add_dataloader_idx=False, prog_bar=i == len(score))
+                arrays = {k: gather_rows(self, v, num_rows) for k, v in arrays.items()}
+            split = names[idx] if idx < len(names) else f"eval{idx}"
+            self.eval_outputs[split] = {k: v.numpy() for k, v in arrays.items()}
         self._eval_buffers = {}
+        return self.eval_outputs
 
     def _sharded_eval_rows(self, idx: int) -> int | None:
-        """Rows of eval split `idx` when DDP split it over the ranks (else None: nothing to gather)."""
-        if self.trainer is None or self.trainer.world_size <= 1:
+        """Rows of eval dataloader `idx` when DDP split it over the ranks (else None: nothing to gather)."""
+        if self._trainer is None or self.trainer.world_size <= 1:
             return None
         loaders = self.trainer.val_dataloaders
         loader = loaders[idx] if isinstance(loaders, (list, tuple)) else loaders
@@ -165,18 +193,6 @@ class AdaptiveModule(L.LightningModule):
         if sampler.shuffle or sampler.drop_last:
             raise ValueError("evaluation under DDP needs an unshuffled DistributedSampler without drop_last")
         return len(sampler.dataset)
-
-    def _gather_in_order(self, shard: torch.Tensor, num_rows: int) -> torch.Tensor:
-        """[E, n, ...] rows of every rank, in dataset order, without DistributedSampler's padding.
-
-        Unshuffled, DistributedSampler pads the dataset to a multiple of the world size W by repeating
-        its first rows and gives rank r rows r, r+W, r+2W, ...: interleaving the shards restores the
-        order and cutting at the dataset length drops the repeats.
-        """
-        gathered = self.all_gather(shard)  # [W, E, n, ...]
-        interleaved = gathered.movedim(0, 2)  # [E, n, W, ...]: row j of rank r is dataset row j*W + r
-        flat = interleaved.reshape(shard.shape[0], -1, *shard.shape[2:])
-        return flat[:, :num_rows]
 
     def exit_scores(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, list[float]]:
         """Every metric of the task for each exit alone on the whole split (paper Table 1)."""

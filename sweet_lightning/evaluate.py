@@ -1,0 +1,104 @@
+"""Re-evaluate a finished run from its saved logits — no model is run.
+
+    python -m sweet_lightning.evaluate <run_dir> [exit_policy=patience] [calibration=dev]
+        [thresholds=[0.5,0.9]] [num_thresholds=11] [speedup_points=[0.25,0.5]]
+
+Writes `<run_dir>/evaluation_<policy>.json` (same format as results.json's "evaluation") and
+prints the curve. Temperatures are refitted on the calibration split's saved logits
+(`logits_calibration.npz`) or, with calibration=dev, on the primary dev split.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from sweet_lightning.evaluation.callback import CALIBRATION_SPLIT, AdaptiveEvaluation
+from sweet_lightning.tasks import get_task
+
+KEYS = {"exit_policy", "calibration", "thresholds", "num_thresholds", "speedup_points", "policy_kwargs"}
+
+
+class RunView:
+    """Just enough of a trained module for AdaptiveEvaluation.evaluate: read from results.json."""
+
+    def __init__(self, results: dict):
+        self.task = get_task(results["task"])
+        self.exit_layers = results["exit_layers"]
+        self.num_layers = results["num_layers"]
+        self.kind = results["kind"]
+
+
+def load_outputs(run_dir: Path, results: dict) -> dict[str, dict[str, np.ndarray]]:
+    outputs = {}
+    names = list(results.get("splits", {}))
+    if (run_dir / f"logits_{CALIBRATION_SPLIT}.npz").exists():
+        names.append(CALIBRATION_SPLIT)
+    for split in names:
+        path = run_dir / f"logits_{split}.npz"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: this run saved no logits for {split!r}; re-run training.")
+        with np.load(path) as data:
+            outputs[split] = {k: data[k] for k in data.files}
+    return outputs
+
+
+def parse_args(argv: list[str]) -> tuple[Path, dict]:
+    if not argv or "=" in argv[0]:
+        raise ValueError("usage: python -m sweet_lightning.evaluate <run_dir> [exit_policy=...] [calibration=...]")
+    opts = {}
+    for arg in argv[1:]:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in KEYS:
+            raise ValueError(f"unknown argument {arg!r}: use key=value with key in {', '.join(sorted(KEYS))}.")
+        opts[key] = yaml.safe_load(value)
+    return Path(argv[0]), opts
+
+
+def evaluate_run(run_dir: Path, **opts) -> dict[str, dict]:
+    results_path = run_dir / "results.json"
+    if not results_path.exists():
+        raise FileNotFoundError(f"{results_path} not found: give a run directory written by launch.py.")
+    results = json.loads(results_path.read_text())
+    if not results.get("splits"):
+        raise ValueError(f"{run_dir} has no saved logits (status: {results.get('status', '?')}); re-run training.")
+    outputs = load_outputs(run_dir, results)
+    calibration = opts.get("calibration", results.get("calibration", {}).get("source", "train_holdout"))
+    if calibration == "train_holdout" and CALIBRATION_SPLIT not in outputs:
+        calibration = "dev"
+    evaluation = AdaptiveEvaluation(
+        policy=opts.get("exit_policy", "confidence"),
+        calibration=calibration,
+        thresholds=opts.get("thresholds"),
+        num_thresholds=opts.get("num_thresholds", 11),
+        speedup_points=opts.get("speedup_points"),
+        policy_kwargs=opts.get("policy_kwargs"),
+    )
+    report = evaluation.evaluate(RunView(results), outputs)
+    out = run_dir / f"evaluation_{evaluation.policy}.json"
+    out.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        run_dir, opts = parse_args(sys.argv[1:] if argv is None else argv)
+        report = evaluate_run(run_dir, **opts)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for split, res in report.items():
+        print(f"{split}: policy={res['policy']} AUC={res['auc']:.4f} over {res['auc_interval']}")
+        print(f"  {'threshold':>10} {'speedup':>8} {'score':>7}")
+        for p in res["curve"]:
+            print(f"  {p['threshold']:>10.4f} {p['speedup']:>8.4f} {p['score']:>7.4f}")
+    print(f"written: {run_dir / ('evaluation_' + next(iter(report.values()))['policy'] + '.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Lightning callback: at the end of each validation epoch, turn the module's per-exit
+logits into the paper's measurements (temperatures, speed-accuracy curve, AUC, scores at
+fixed speedups) and log them. `val/auc` is what checkpoints and sweepers select on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import lightning as L
+
+from sweet_lightning.evaluation.policies import get_policy
+from sweet_lightning.evaluation.summary import evaluate_logits
+
+log = logging.getLogger(__name__)
+
+CALIBRATION_SOURCES = ("train_holdout", "dev")
+CALIBRATION_SPLIT = "calibration"
+
+
+class AdaptiveEvaluation(L.Callback):
+    """Evaluate every eval split with one exit policy; temperatures fitted on the calibration split
+    (`calibration="train_holdout"`, examples held out of the training pool) or, as the paper did,
+    on the primary dev split (`calibration="dev"`)."""
+
+    def __init__(
+        self,
+        policy: str = "confidence",
+        calibration: str = "train_holdout",
+        thresholds: Sequence[float] | None = None,
+        num_thresholds: int = 11,
+        speedup_points: Sequence[float] | None = None,
+        policy_kwargs: dict | None = None,
+        seed: int | None = None,
+    ):
+        get_policy(policy)  # unknown policy: fail before training, not after
+        if calibration not in CALIBRATION_SOURCES:
+            raise ValueError(f"calibration={calibration!r}: use calibration=train_holdout or calibration=dev.")
+        self.policy = policy
+        self.calibration = calibration
+        self.thresholds = list(thresholds) if thresholds is not None else None
+        self.num_thresholds = num_thresholds
+        self.speedup_points = list(speedup_points) if speedup_points is not None else None
+        self.policy_kwargs = dict(policy_kwargs or {})
+        self.seed = seed
+        self.latest: dict[str, dict] = {}  # split -> evaluate_logits output of the latest epoch
+
+    def evaluate(self, module, outputs: dict[str, dict]) -> dict[str, dict]:
+        """evaluate_logits for every evaluation split of `outputs` (split -> logits/labels[/exit_scores])."""
+        eval_splits = [s for s in outputs if s != CALIBRATION_SPLIT]
+        if not eval_splits:
+            return {}
+        calib_split = CALIBRATION_SPLIT if self.calibration == "train_holdout" else eval_splits[0]
+        if calib_split not in outputs:
+            raise ValueError(
+                f"calibration={self.calibration} needs the {calib_split!r} split's logits; "
+                "set calibration_size > 0 or calibration=dev."
+            )
+        calib = outputs[calib_split]
+        task = module.task
+        results = {}
+        for split in eval_splits:
+            out = outputs[split]
+            results[split] = evaluate_logits(
+                out["logits"], out["labels"], module.exit_layers, module.num_layers, kind=module.kind,
+                metric=task.metric, extra_metrics=task.extra_metrics, policy=self.policy,
+                policy_kwargs=self.policy_kwargs, thresholds=self.thresholds,
+                num_thresholds=self.num_thresholds, speedup_points=self.speedup_points,
+                calibration_logits=calib["logits"], calibration_labels=calib["labels"],
+                exit_scores=out.get("exit_scores"),
+            )
+        return results
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        outputs = pl_module.finalize_eval()
+        self.latest = self.evaluate(pl_module, outputs)
+        if not self.latest:
+            return
+        primary = next(iter(self.latest))
+        for split, res in self.latest.items():
+            prefix = "val" if split == primary else f"val/{split}"
+            pl_module.log(f"{prefix}/auc", res["auc"], prog_bar=split == primary)
+            for point, score in res["at_speedup"].items():
+                if score is not None:
+                    pl_module.log(f"{prefix}/score@{point}", score)
+            for i, t in enumerate(res["temperatures"], start=1):
+                pl_module.log(f"{prefix}/exit{i}/temperature", t)
+        warn_collapsed(pl_module, self.latest, self.seed)
+        log_curve_table(trainer, self.latest[primary])
+
+
+def warn_collapsed(module, evaluation: dict[str, dict], seed: int | None = None, warn: bool = True) -> list[dict]:
+    """Warn about (and return) exits whose predictions collapsed to one class / the majority baseline."""
+    flagged = []
+    for split, res in evaluation.items():
+        for e in res["exits"]:
+            if e["collapsed"]:
+                flagged.append({"split": split, "exit": e["exit"], "layer": e["layer"]})
+                if warn:
+                    log.warning(
+                        "exit %d (layer %d) of %s did not learn on %s: it predicts one class or scores the "
+                        "majority-class baseline (seed %s, lr %s). Try another lr or seed, or "
+                        "model.exit_pooling=mean.",
+                        e["exit"], e["layer"], module.method, split, seed, module.lr,
+                    )
+    return flagged
+
+
+def log_curve_table(trainer: L.Trainer, res: dict) -> None:
+    """The speed-accuracy curve as a W&B table (one row per threshold) when W&B is on."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            rows = [[p["threshold"], p["speedup"], p["score"]] for p in res["curve"]]
+            logger.log_table(key="val/curve", columns=["threshold", "speedup", "score"], data=rows)

@@ -1,0 +1,75 @@
+"""Re-evaluation from saved logits (python -m sweet_lightning.evaluate) and its bad-input errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sweet_lightning.evaluate import evaluate_run, main
+from sweet_lightning.evaluation.callback import AdaptiveEvaluation
+
+
+def fake_run(tmp_path, with_calibration=True):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 50)
+    logits = rng.normal(size=(4, 50, 2))
+    logits[3, np.arange(50), labels] += 3.0  # last exit is good
+    np.savez(tmp_path / "logits_dev.npz", logits=logits, labels=labels)
+    if with_calibration:
+        np.savez(tmp_path / "logits_calibration.npz", logits=logits[:, :20], labels=labels[:20])
+    results = {"task": "rte", "exit_layers": [1, 2, 3, 6], "num_layers": 6, "kind": "early_exit",
+               "splits": {"dev": {"logits": "logits_dev.npz"}},
+               "calibration": {"source": "train_holdout"}, "status": "completed"}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    return logits, labels
+
+
+def test_reevaluation_matches_direct_evaluation(tmp_path):
+    logits, labels = fake_run(tmp_path)
+    report = evaluate_run(tmp_path, exit_policy="patience")
+    assert (tmp_path / "evaluation_patience.json").exists()
+    direct = AdaptiveEvaluation(policy="patience").evaluate(
+        type("M", (), {"task": __import__("sweet_lightning.tasks").tasks.get_task("rte"), "exit_layers": [1, 2, 3, 6],
+                       "num_layers": 6, "kind": "early_exit"})(),
+        {"dev": {"logits": logits, "labels": labels},
+         "calibration": {"logits": logits[:, :20], "labels": labels[:20]}},
+    )
+    assert report == json.loads(json.dumps(direct))
+    assert report["dev"]["policy"] == "patience"
+
+
+def test_calibration_dev_fits_on_dev(tmp_path):
+    logits, labels = fake_run(tmp_path, with_calibration=False)
+    report = evaluate_run(tmp_path, calibration="dev")
+    from sweet_lightning.evaluation import fit_temperatures
+
+    np.testing.assert_allclose(report["dev"]["temperatures"], fit_temperatures(logits, labels))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["exit_policy=bogus"], "bogus"),
+        (["exit_policy=confidence", "thresholds=[1.5]"], "threshold"),
+        (["exit_policy=patience", "thresholds=[0]"], "patience"),
+        (["calibration=test"], "calibration=train_holdout or calibration=dev"),
+        (["colour=red"], "unknown argument"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, message):
+    fake_run(tmp_path)
+    assert main([str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_run_dir_without_logits(tmp_path, capsys):
+    fake_run(tmp_path)
+    (tmp_path / "logits_dev.npz").unlink()
+    assert main([str(tmp_path)]) == 2
+    assert "logits_dev.npz is missing" in capsys.readouterr().err
+
+
+def test_not_a_run_dir(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 2
+    assert "results.json not found" in capsys.readouterr().err
