@@ -116,13 +116,22 @@ def is_multirun() -> bool:
         return False
 
 
-def pin_ddp_relaunch(out: Path) -> None:
-    """Make Lightning's DDP launcher re-run *this* job for ranks > 0.
+# what Lightning's DDP launcher leaves in os.environ; the next job of an in-process sweep would take
+# LOCAL_RANK for "ranks started externally" and wait for a rank 1 that nobody starts
+_DDP_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
-    It starts them as `python <sys.argv> hydra.run.dir=<hydra.run.dir>`; in a local multirun that
-    would be the whole sweep (`-m ...`) in another folder. Here argv becomes this job's overrides
-    and hydra.run.dir this job's folder. (Submitit and Slurm jobs start every rank themselves.)
+
+def pin_ddp_relaunch(out: Path) -> None:
+    """Make Lightning's DDP launcher re-run *this* job for ranks > 0, in a local (in-process) multirun.
+
+    It starts them as `python <sys.argv> hydra.run.dir=<hydra.run.dir>`, which in a multirun would be
+    the whole sweep (`-m ...`) in another folder. Here argv becomes this job's overrides and
+    hydra.run.dir this job's folder, and the previous job's DDP state is cleared. (Submitit and Slurm
+    jobs are processes of their own; under Slurm every rank is started by srun.)
     """
+    import os
+
+    import torch.distributed as dist
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict, read_write
 
@@ -132,3 +141,7 @@ def pin_ddp_relaunch(out: Path) -> None:
     sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
     with read_write(hydra_cfg), open_dict(hydra_cfg):
         hydra_cfg.run.dir = str(out)
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for key in _DDP_ENV:
+        os.environ.pop(key, None)
