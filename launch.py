@@ -4,6 +4,7 @@
     python launch.py -m method=early_exit,sweet,cascade task=glue/* model=minilm_l6
 """
 
+import os
 import sys
 
 import hydra
@@ -14,12 +15,24 @@ from sweet_lightning.resolvers import register_resolvers
 
 register_resolvers()  # before @hydra.main composes the config
 
+# errors our own checks raise with a one-line message that names the fix
+USER_ERRORS = (ValueError, RuntimeError, FileNotFoundError)
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     from sweet_lightning.train import train  # imported late: --help stays fast
 
-    return train(cfg)
+    if HydraConfig.get().mode == RunMode.MULTIRUN or os.environ.get("SWEET_DEBUG"):
+        return train(cfg)
+    try:
+        return train(cfg)
+    except USER_ERRORS as err:
+        # a single run fails with one line, not a traceback (SWEET_DEBUG=1 shows it)
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

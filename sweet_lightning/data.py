@@ -97,11 +97,11 @@ def sample_indices(
     and the draw depends on nothing but these arguments (not on the method or model being run).
     """
     if train_size <= 0:
-        raise ValueError(f"data.train_size must be > 0 (got {train_size})")
+        raise ValueError(f"train_size must be > 0 (got {train_size}), e.g. train_size=6000")
     if calibration_size < 0 or calibration_size >= pool_size:
         raise ValueError(
-            f"data.calibration_size must be in [0, {pool_size}) for a pool of {pool_size} rows "
-            f"(got {calibration_size})"
+            f"calibration_size must be in [0, {pool_size}) for a pool of {pool_size} rows "
+            f"(got {calibration_size}): lower calibration_size or use calibration=dev"
         )
     order = np.random.default_rng(seed).permutation(pool_size)
     calibration = order[:calibration_size]
@@ -210,7 +210,7 @@ class GlueDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.task = get_task(task)
         if train_size <= 0:
-            raise ValueError(f"data.train_size must be > 0 (got {train_size})")
+            raise ValueError(f"train_size must be > 0 (got {train_size}), e.g. train_size=6000")
         self.tokenizer_name = tokenizer
         self.glue_dir = glue_dir
         self.train_size = train_size
@@ -365,5 +365,5 @@ class GlueDataModule(L.LightningDataModule):
 
     def calibration_dataloader(self) -> DataLoader:
         if self.calibration_size == 0:
-            raise ValueError("no calibration set: set data.calibration_size > 0")
+            raise ValueError("no calibration set: set calibration_size > 0")
         return self._loader(self.calibration_dataset, self.eval_batch_size)

@@ -37,11 +37,22 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def build_module(cfg: DictConfig):
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
     method_cfg.pop("name", None)
     model = cfg.model
+    try:
+        return _instantiate_module(instantiate, method_cfg, cfg, model)
+    except InstantiationException as err:
+        # surface our own one-line errors (offline hub, bad exit layers) instead of Hydra's wrapper
+        if isinstance(err.__cause__, (ValueError, RuntimeError)):
+            raise err.__cause__ from None
+        raise
+
+
+def _instantiate_module(instantiate, method_cfg, cfg, model):
     return instantiate(
         method_cfg,
         task=cfg.task.name,
@@ -150,8 +161,12 @@ def _train(cfg: DictConfig) -> float:
     evaluation = build_evaluation(cfg)
     callbacks = [evaluation, *instantiate_all(cfg.get("callbacks")), EpochSeeding(cfg.seed)]
     loggers = instantiate_all(cfg.get("logger"))
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    # without a configured checkpoint (callbacks=none) Lightning would add its own; keep none
+    keep = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     runs.pin_ddp_relaunch(out)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=keep)
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=runs.resume_checkpoint(cfg))

@@ -205,7 +205,7 @@ def test_sample_indices_seeded_disjoint_and_small_pool_used_whole() -> None:
 
 
 def test_sample_indices_rejects_bad_sizes() -> None:
-    with pytest.raises(ValueError, match=r"data.train_size must be > 0"):
+    with pytest.raises(ValueError, match=r"train_size must be > 0"):
         sample_indices(100, 0, seed=0)
     with pytest.raises(ValueError, match="calibration_size"):
         sample_indices(100, 10, seed=0, calibration_size=100)
@@ -285,7 +285,9 @@ def test_rte_datamodule_batches(tmp_path: Path) -> None:
 
     # evaluation keeps file order, so labels line up with the dev TSV row by row
     loaders = dm.val_dataloader()
-    assert isinstance(loaders, list) and len(loaders) == 1 and dm.eval_split_names == ["dev"]
+    # the held-out calibration split is validated after the eval splits (temperature fitting)
+    assert isinstance(loaders, list) and len(loaders) == 2 and dm.eval_split_names == ["dev"]
+    assert dm.val_split_names == ["dev", "calibration"] and len(loaders[1].dataset) == 16
     _, dev_rows = _plain_rows(GLUE / "RTE" / "dev.tsv")
     dev_labels, widths = [], []
     for batch in loaders[0]:

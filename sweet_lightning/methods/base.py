@@ -98,6 +98,10 @@ class AdaptiveModule(L.LightningModule):
     def build_network(self, encoder, exit_layers, pooling, dropout, **kwargs) -> nn.Module:
         raise NotImplementedError
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # hyperparameters alone cannot tell Early-Exit from SWEET: inference loaders read this
+        checkpoint["sweet_lightning"] = {"method": self.method}
+
     # ---- forward / training -------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Class logits of every exit, [B, C] each."""

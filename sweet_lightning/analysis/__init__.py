@@ -1,0 +1,1 @@
+"""Analyses run on trained (or briefly fine-tuned) adaptive-inference models."""

@@ -1,0 +1,195 @@
+"""The gradient-conflict job: fine-tune `steps` optimizer steps, then measure on `batches`
+NEW training batches (the ones right after the fine-tuning batches in the same shuffled
+pass, so never seen in training), and write `gradients.json` + one heatmap per batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from sweet_lightning.analysis.gradients import AnalysisError, batch_report, measured_layers
+from sweet_lightning.analysis.heatmap import format_table, plot_heatmap
+
+log = logging.getLogger(__name__)
+
+
+def _count(cfg: DictConfig, key: str, minimum: int) -> int:
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise AnalysisError(f"{key}={value} must be an integer >= {minimum} (e.g. {key}={max(minimum, 1)}).")
+    return value
+
+
+def check_request(cfg: DictConfig) -> tuple[int, int]:
+    """(steps, batches), validated before any data or model is loaded."""
+    steps, batches = _count(cfg, "steps", 0), _count(cfg, "batches", 1)
+    measured_layers(cfg.model.exit_layers)
+    return steps, batches
+
+
+def run_dir(cfg: DictConfig) -> Path:
+    if cfg.get("output_dir"):
+        return Path(cfg.output_dir)
+    from sweet_lightning.train import output_dir
+
+    return output_dir(cfg)
+
+
+def pick_device(cfg: DictConfig) -> torch.device:
+    # trainer.precision is not applied: the loop runs in float32, so gradients are compared at
+    # full precision whatever the training runs use
+    accelerator = str(cfg.get("trainer", {}).get("accelerator", "auto"))
+    if accelerator != "cpu" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def make_optimizer(module, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """What `configure_optimizers` builds, sized for `total_steps` (it asks a Trainer otherwise)."""
+    from sweet_lightning.methods.base import linear_decay_schedule
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    if module.optimizer_factory is not None:
+        optimizer = module.optimizer_factory(params)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=module.lr, betas=(0.9, 0.999), weight_decay=0.0)
+    scheduler = (module.scheduler_factory or linear_decay_schedule)(
+        optimizer, total_steps=max(1, total_steps)
+    )
+    return optimizer, scheduler
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def fine_tune(
+    module, batches: Iterator[dict], steps: int, loggers: Sequence[Any] = (), progress: bool = True
+) -> list[float]:
+    """`steps` optimizer steps with the module's own training loss, in train mode (dropout on)."""
+    device = next(module.parameters()).device
+    optimizer, scheduler = make_optimizer(module, steps)
+    module.train()
+    losses = []
+    bar = tqdm(range(steps), desc="fine-tuning", unit="step", disable=not progress or steps == 0)
+    for step in bar:
+        batch = _to(next(batches), device)
+        with warnings.catch_warnings():
+            # no Trainer here, so training_step's self.log calls are no-ops that warn
+            warnings.filterwarnings("ignore", message=".*self.log.*")
+            loss = module.training_step(batch, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        for logger in loggers:
+            logger.log_metrics({"train/loss": losses[-1]}, step=step)
+    optimizer.zero_grad(set_to_none=True)  # leave no optimizer gradients behind
+    return losses
+
+
+def _log_results(loggers, result: dict, images: list[Path]) -> None:
+    metrics = {
+        f"gradients/batch{entry['batch']}/layer{layer}/{pair}": value
+        for entry in result["batches"]
+        for layer, report in entry["layers"].items()
+        for pair, value in report["pairs"].items()
+        if isinstance(value, float)
+    }
+    for logger in loggers:
+        if metrics:
+            logger.log_metrics(metrics, step=result["steps"])
+        if type(logger).__name__ == "WandbLogger":
+            logger.log_image(
+                key="gradients/heatmap", images=[str(p) for p in images], caption=[p.stem for p in images]
+            )
+        logger.finalize("success")
+
+
+def run(cfg: DictConfig) -> dict:
+    import lightning as L
+
+    from sweet_lightning.train import (
+        build_datamodule,
+        build_module,
+        check_config,
+        close_wandb,
+        instantiate_all,
+    )
+
+    steps, batches = check_request(cfg)
+    needed = (steps + batches) * int(cfg.batch_size)
+    if cfg.train_size is None:  # just enough for the fine-tuning batches and the new ones
+        cfg.train_size = needed
+    check_config(cfg)
+    out = run_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("fit")
+    available = len(datamodule.train_dataset)
+    if needed > available:
+        # the measured batches must be unseen, so fine-tuning may not wrap around into a second epoch
+        fix = "raise train_size or lower" if available == cfg.train_size else "the task has no more; lower"
+        raise AnalysisError(
+            f"steps={steps} + batches={batches} need {needed} unseen training examples at batch_size="
+            f"{cfg.batch_size}, but the training sample has {available}: {fix} steps, batches or batch_size."
+        )
+    module = build_module(cfg).to(pick_device(cfg))
+    loggers = instantiate_all(cfg.get("logger"))
+    try:
+        stream = iter(datamodule.train_dataloader())  # one shuffled pass: no batch repeats
+        losses = fine_tune(module, stream, steps, loggers)
+        entries, images = [], []
+        for b in range(1, batches + 1):
+            batch = next(stream)
+            report = batch_report(module, batch)
+            title = f"{cfg.method.name} / {cfg.task.name} / {cfg.model.name}: batch {b}, after {steps} steps"
+            images.append(plot_heatmap(report, out / f"gradients_batch{b}.png", title))
+            entries.append(
+                {
+                    "batch": b,
+                    "num_examples": int(batch["labels"].shape[0]),
+                    "heatmap": images[-1].name,
+                    "layers": report,
+                }
+            )
+            log.info("mean row-cosine of classifier gradients\n%s", format_table(report, title))
+        result = {
+            "method": cfg.method.name,
+            "task": cfg.task.name,
+            "model": cfg.model.name,
+            "pretrained": cfg.model.pretrained,
+            "exit_layers": list(module.exit_layers),
+            "measured_layers": measured_layers(module.exit_layers),
+            "steps": steps,
+            "num_batches": batches,
+            "batch_size": int(cfg.batch_size),
+            "lr": float(cfg.lr),
+            "seed": int(cfg.seed),
+            "train_size": int(cfg.train_size),
+            "final_train_loss": losses[-1] if losses else None,
+            "measurement": "gradient of each classifier's own loss w.r.t. the layer's last feed-forward "
+            "matrix, eval mode (no dropout); cell = mean over rows of the cosine between two "
+            "classifiers' gradient rows",
+            "batches": entries,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        }
+        (out / "gradients.json").write_text(json.dumps(result, indent=2))
+        _log_results(loggers, result, images)
+        log.info("gradients: %s", out / "gradients.json")
+        return result
+    finally:
+        close_wandb()

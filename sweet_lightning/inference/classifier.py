@@ -1,0 +1,257 @@
+"""`AdaptiveClassifier`: text in, label + exit taken + confidence out, for any of the methods.
+
+    clf = AdaptiveClassifier.from_checkpoint("outputs/rte/sweet-minilm_l6/2025-...")  # or a .ckpt
+    out = clf.predict(["a sentence", ...], threshold=0.8)      # or target_speedup=0.5
+    out.labels, out.exit_layer, out.confidence
+
+Inputs of any lengths are tokenised once, sorted by length into batches (little padding),
+run through `AdaptiveEngine`, and returned in input order.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sweet_lightning.evaluation import speed_accuracy_curve, speedup
+from sweet_lightning.inference.engine import AdaptiveEngine
+from sweet_lightning.inference.loading import (
+    Calibration,
+    RunSource,
+    load_calibration,
+    load_module,
+    resolve_source,
+)
+from sweet_lightning.methods.base import AdaptiveModule
+from sweet_lightning.models import load_tokenizer
+
+Text = str | tuple[str, str] | list[str]
+DEFAULT_MAX_LENGTH = 512
+THRESHOLD_GRID = 201  # candidate thresholds per policy range when aiming at a speedup
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One entry per input, in input order."""
+
+    label_ids: np.ndarray  # [N] class ids
+    labels: list[str]  # [N] label strings of the task (e.g. "entailment")
+    exit_index: np.ndarray  # [N] 0-based exit that answered
+    exit_layer: np.ndarray  # [N] backbone layer of that exit (a cascade: the member's depth)
+    confidence: np.ndarray  # [N] max class probability at that exit, after its temperature
+    threshold: float
+    speedup: float  # paper eq. 1 over these inputs (cost relative to all L_M layers)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def records(self) -> list[dict]:
+        """JSON-ready rows: label, label_id, exit (1-based), exit_layer, confidence."""
+        return [
+            {
+                "label": label,
+                "label_id": int(label_id),
+                "exit": int(index) + 1,
+                "exit_layer": int(layer),
+                "confidence": float(conf),
+            }
+            for label, label_id, index, layer, conf in zip(
+                self.labels, self.label_ids, self.exit_index, self.exit_layer, self.confidence, strict=True
+            )
+        ]
+
+
+class AdaptiveClassifier:
+    """A trained Early-Exit, SWEET or cascade module with its tokenizer, temperatures and policy."""
+
+    def __init__(
+        self,
+        module: AdaptiveModule,
+        tokenizer,
+        temperatures: Sequence[float] | None = None,
+        policy: str = "confidence",
+        max_length: int | None = None,
+        calibration: Calibration | Path | None = None,
+        bf16: bool = False,
+        compile: bool = False,
+    ):
+        self.module = module.eval()
+        self.task = module.task
+        self.tokenizer = tokenizer
+        self.engine = AdaptiveEngine(module.net, policy, temperatures, bf16=bf16, compile=compile)
+        self.policy = self.engine.policy
+        self.exit_layers = list(module.exit_layers)
+        self.num_layers = int(module.num_layers)
+        self.kind = module.kind
+        model_max = getattr(tokenizer, "model_max_length", DEFAULT_MAX_LENGTH)
+        self.max_length = int(max_length or min(model_max, DEFAULT_MAX_LENGTH))
+        self._calibration = calibration  # a path is read only when a target speedup asks for it
+
+    @property
+    def temperatures(self) -> np.ndarray:
+        return self.engine.temperatures
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path | RunSource,
+        policy: str | None = None,
+        device: str = "cpu",
+        bf16: bool = False,
+        compile: bool = False,
+        max_length: int | None = None,
+    ) -> AdaptiveClassifier:
+        """Load a run dir (results.json: checkpoint, temperatures, policy) or a bare `.ckpt`."""
+        source = path if isinstance(path, RunSource) else resolve_source(path)
+        module = load_module(source, device)
+        calib, is_calibration_split = source.calibration_files()
+        if calib is not None and not is_calibration_split:
+            calib = _DevFallback(calib)
+        return cls(
+            module,
+            load_tokenizer(source.pretrained),
+            temperatures=source.temperatures,
+            policy=policy or source.policy,
+            max_length=max_length or source.max_length,
+            calibration=calib,
+            bf16=bf16,
+            compile=compile,
+        )
+
+    # ---- threshold for a target speedup -------------------------------------------------
+    def calibration(self) -> Calibration:
+        calib = self._calibration
+        if calib is None:
+            raise ValueError(
+                "target_speedup needs cached calibration logits: load a run dir "
+                "(logits_calibration.npz or the dev logits) or pass threshold= instead"
+            )
+        if isinstance(calib, _DevFallback):
+            warnings.warn(
+                f"no logits_calibration.npz in the run dir: choosing the threshold on {calib.path.name} "
+                "(the primary dev split), so speedups measured on that split are optimistic",
+                stacklevel=3,
+            )
+            calib = calib.path
+        if isinstance(calib, Path):
+            calib = load_calibration(calib)
+        self._calibration = calib
+        return calib
+
+    def threshold_for_speedup(self, target: float) -> float:
+        """The threshold whose simulated speedup on the calibration logits is the largest <= target.
+
+        Candidates are a fine grid over the policy's range (patience: 1..E); among equal
+        speedups the one scoring best on the calibration labels wins.
+        """
+        target = float(target)
+        if not target > 0:
+            raise ValueError(f"target_speedup must be > 0 (e.g. target_speedup=0.5), got {target}")
+        calib = self.calibration()
+        num_exits, _, num_classes = calib.logits.shape
+        curve = speed_accuracy_curve(
+            calib.logits,
+            calib.labels,
+            self.exit_layers,
+            self.num_layers,
+            kind=self.kind,
+            metric=self.task.metric,
+            policy=self.policy,
+            thresholds=self.policy.default_thresholds(num_exits, num_classes, THRESHOLD_GRID),
+            temperatures=self.temperatures,
+            exit_scores=calib.exit_scores,
+        )
+        reachable = [p for p in curve.points if p.speedup <= target]
+        if not reachable:
+            raise ValueError(
+                f"target_speedup={target} is below the fastest this model gets on {Path(calib.source).name} "
+                f"({min(curve.speedups):.3f}, everyone at exit 1): ask for at least that"
+            )
+        best = max(reachable, key=lambda p: (p.speedup, -math.inf if math.isnan(p.score) else p.score))
+        return best.threshold
+
+    # ---- prediction ---------------------------------------------------------------------
+    def predict(
+        self,
+        texts: Sequence[Text],
+        threshold: float | None = None,
+        target_speedup: float | None = None,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> Predictions:
+        """Classify texts (pairs as 2-tuples for two-sentence tasks) with early exits."""
+        if (threshold is None) == (target_speedup is None):
+            raise ValueError("give exactly one of threshold= (e.g. 0.8) or target_speedup= (e.g. 0.5)")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if target_speedup is not None:
+            threshold = self.threshold_for_speedup(target_speedup)
+        threshold = self.policy.check_threshold(threshold)
+        encodings = self.tokenize(texts)
+        n = len(encodings)
+        exit_index = np.zeros(n, dtype=np.int64)
+        label_ids = np.zeros(n, dtype=np.int64)
+        confidence = np.zeros(n, dtype=np.float64)
+        batches = length_sorted_batches([len(e["input_ids"]) for e in encodings], batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, desc="predict", unit="batch")
+        for rows in batches:
+            out = self.engine.run(self.collate([encodings[i] for i in rows]), threshold)
+            exit_index[rows], label_ids[rows], confidence[rows] = (
+                out.exit_index,
+                out.predictions,
+                out.confidence,
+            )
+        return Predictions(
+            label_ids=label_ids,
+            labels=[self.task.labels[i] for i in label_ids],
+            exit_index=exit_index,
+            exit_layer=np.asarray(self.exit_layers)[exit_index],
+            confidence=confidence,
+            threshold=float(threshold),
+            speedup=speedup(exit_index, self.exit_layers, self.num_layers, self.kind) if n else float("nan"),
+        )
+
+    def tokenize(self, texts: Sequence[Text]) -> list[dict[str, list[int]]]:
+        """One unpadded encoding per input, truncated to max_length as in training."""
+        if isinstance(texts, str):
+            raise ValueError("predict takes a list of texts, not one string: wrap it as [text]")
+        parts = len(self.task.text_keys)
+        first, second = [], []
+        for i, text in enumerate(texts):
+            pieces = (text,) if isinstance(text, str) else tuple(text)
+            if len(pieces) != parts:
+                need = "one string" if parts == 1 else f"a pair ({', '.join(self.task.text_keys)})"
+                raise ValueError(f"input {i} has {len(pieces)} text(s); task {self.task.name} takes {need}")
+            first.append(pieces[0])
+            if parts == 2:
+                second.append(pieces[1])
+        if not first:
+            return []
+        enc = self.tokenizer(first, second or None, truncation=True, max_length=self.max_length)
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        return [{k: enc[k][i] for k in keys} for i in range(len(first))]
+
+    def collate(self, encodings: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        return dict(self.tokenizer.pad(encodings, padding=True, return_tensors="pt"))
+
+
+@dataclass(frozen=True)
+class _DevFallback:
+    """Marks dev-split logits standing in for a missing calibration split (warned on use)."""
+
+    path: Path
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Input positions grouped into batches of similar length, longest first (peak memory early)."""
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

@@ -1,0 +1,175 @@
+"""Find what a trained model needs at inference: its checkpoint, method, temperatures, policy.
+
+Accepted sources:
+- a run dir (what `launch.py` writes): `results.json` names the method, the checkpoint, the
+  fitted per-exit temperatures and the exit policy; `logits_calibration.npz` (else the
+  primary dev split's logits) can pick a threshold for a target speedup.
+- a bare Lightning `.ckpt`: temperatures are 1 and the policy is confidence. The method is
+  read from `checkpoint["sweet_lightning"]["method"]` (written by `AdaptiveModule`); older
+  checkpoints fall back to the state dict: `net.members.*` means cascade, otherwise the
+  network is a `MultiExitModel`, loaded as SWEET when its hyperparameters carry SWEET's
+  `shared_pooler` and as Early-Exit otherwise. Early-Exit and SWEET differ only in training
+  (SWEET cuts gradients between segments), so their inference is the same either way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sweet_lightning.methods import METHODS
+from sweet_lightning.methods.base import AdaptiveModule
+from sweet_lightning.tasks import TaskSpec, get_task
+
+
+class SourceError(ValueError):
+    """A run dir or checkpoint that cannot be used (one-line message naming the fix)."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Cached per-exit outputs of a labelled split, for choosing a threshold offline."""
+
+    logits: np.ndarray  # [E, N, C]
+    labels: np.ndarray  # [N]
+    exit_scores: np.ndarray | None  # [E, N] sigmoid scores, when the model has learned exits
+    source: str  # file it came from
+
+
+@dataclass(frozen=True)
+class RunSource:
+    checkpoint: Path
+    method: str
+    task: TaskSpec
+    pretrained: str
+    temperatures: list[float] | None
+    policy: str
+    run_dir: Path | None
+    max_length: int | None  # tokenisation length used in training, when known
+
+    def calibration_files(self) -> tuple[Path | None, bool]:
+        """(npz to choose thresholds on, whether it is a real calibration split)."""
+        if self.run_dir is None:
+            return None, False
+        calib = self.run_dir / "logits_calibration.npz"
+        if calib.exists():
+            return calib, True
+        dev = self.run_dir / f"logits_{self.task.eval_splits[0]}.npz"
+        return (dev if dev.exists() else None), False
+
+
+def load_calibration(path: Path) -> Calibration:
+    with np.load(path) as data:
+        scores = data["exit_scores"] if "exit_scores" in data.files else None
+        return Calibration(data["logits"], data["labels"], scores, str(path))
+
+
+def resolve_source(path: str | Path) -> RunSource:
+    """Read a run dir or a `.ckpt` without building the model (cheap; used to validate early)."""
+    path = Path(path)
+    if path.is_dir():
+        return _from_run_dir(path)
+    if path.is_file():
+        return _from_checkpoint_file(path)
+    raise SourceError(
+        f"no run dir or checkpoint at {str(path)!r}: give a run dir (with results.json) or a .ckpt file"
+    )
+
+
+def _read_checkpoint(path: Path) -> dict:
+    try:
+        # mmap: only the small metadata is read now; weights stay on disk until the module loads
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as err:  # torch raises many types for a file that is not a checkpoint
+        raise SourceError(
+            f"{str(path)!r} is not a readable Lightning checkpoint ({type(err).__name__})"
+        ) from err
+
+
+def _from_checkpoint_file(path: Path, results: dict | None = None) -> RunSource:
+    ckpt = _read_checkpoint(path)
+    hparams = ckpt.get("hyper_parameters")
+    if not isinstance(hparams, dict) or "task" not in hparams or "state_dict" not in ckpt:
+        raise SourceError(
+            f"{str(path)!r} has no sweet_lightning hyperparameters: give a checkpoint written by launch.py"
+        )
+    results = results or {}
+    method = results.get("method") or _method_of(ckpt)
+    if method not in METHODS:
+        raise SourceError(
+            f"unknown method {method!r} for {str(path)!r}: expected one of {', '.join(METHODS)}"
+        )
+    config = results.get("config") or {}
+    max_length = config.get("max_seq_length") if isinstance(config, dict) else None
+    return RunSource(
+        checkpoint=path,
+        method=method,
+        task=get_task(hparams["task"]),
+        pretrained=str(hparams["pretrained"]),
+        temperatures=_temperatures(results.get("temperatures")),
+        policy=_policy_name(results.get("exit_policy")),
+        run_dir=None,
+        max_length=int(max_length) if max_length else None,
+    )
+
+
+def _method_of(ckpt: dict) -> str:
+    stored = ckpt.get("sweet_lightning")
+    if isinstance(stored, dict) and stored.get("method"):
+        return str(stored["method"])
+    if any(key.startswith("net.members.") for key in ckpt["state_dict"]):
+        return "cascade"
+    return "sweet" if "shared_pooler" in ckpt["hyper_parameters"] else "early_exit"
+
+
+def _policy_name(value) -> str:
+    if isinstance(value, dict):  # tolerate {"name": "entropy", ...}
+        value = value.get("name")
+    return str(value or "confidence")
+
+
+def _temperatures(value) -> list[float] | None:
+    if isinstance(value, dict):  # tolerate {"values": [...], ...}
+        value = value.get("values")
+    return [float(t) for t in value] if value else None
+
+
+def _from_run_dir(run_dir: Path) -> RunSource:
+    results_file = run_dir / "results.json"
+    if not results_file.exists():
+        raise SourceError(f"{str(run_dir)!r} has no results.json: give a finished run dir or a .ckpt file")
+    try:
+        results = json.loads(results_file.read_text())
+    except json.JSONDecodeError as err:
+        raise SourceError(
+            f"{str(results_file)!r} is not valid JSON ({err.msg}): rerun or give the .ckpt"
+        ) from err
+    candidates = []
+    if results.get("checkpoint"):
+        ckpt = Path(results["checkpoint"])
+        candidates += [ckpt, run_dir / ckpt] if not ckpt.is_absolute() else [ckpt]
+        candidates.append(run_dir / "checkpoints" / ckpt.name)  # run dir moved since training
+    candidates.append(run_dir / "checkpoints" / "best.ckpt")
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise SourceError(
+            f"{str(run_dir)!r}: checkpoint not found (tried {', '.join(map(str, candidates))}); "
+            "train with callbacks=default or give the .ckpt"
+        )
+    source = _from_checkpoint_file(found, results)
+    return RunSource(**{**source.__dict__, "run_dir": run_dir})
+
+
+def load_module(source: RunSource, device: str | torch.device = "cpu") -> AdaptiveModule:
+    """The trained LightningModule in eval mode on `device`."""
+    cls = METHODS[source.method]
+    try:
+        module = cls.load_from_checkpoint(source.checkpoint, map_location=device, weights_only=False)
+    except RuntimeError as err:  # e.g. state dict of another method or architecture
+        first = str(err).strip().splitlines()[0]
+        raise SourceError(f"cannot load {str(source.checkpoint)!r} as {source.method}: {first}") from err
+    return module.eval()

@@ -1,0 +1,59 @@
+"""python -m sweet_lightning.report SWEEP_DIR [SWEEP_DIR ...] --out report/
+
+Exit status: 0 report written; 1 no completed run (runs.csv and report.md still list what was
+found); 2 bad input: no run directory found, or mixed configurations without --allow-mixed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .build import summary_line, write_report
+from .collect import find_run_dirs, load_run
+from .mixing import mixed_config_problems
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m sweet_lightning.report", description=__doc__.split("\n")[0])
+    parser.add_argument("sweeps", nargs="+", type=Path, help="sweep (Hydra multirun) or run directories")
+    parser.add_argument("--out", type=Path, default=Path("report"), help="output directory (default: report/)")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="average runs even if their configurations differ (listed as a warning)")
+    parser.add_argument("--speedups", type=float, nargs="+", default=None,
+                        help="fixed speedups to read curves at (default: 1/L_M, 1/4, 1/2, 3/4, 1 [, 11/8, 7/4])")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    absent = [str(p) for p in args.sweeps if not p.is_dir()]
+    if absent:
+        print(f"report: not a directory: {', '.join(absent)}", file=sys.stderr)
+        return 2
+    run_dirs = find_run_dirs(args.sweeps)
+    if not run_dirs:
+        print(f"report: no run directory (results.json or .hydra/) under {', '.join(map(str, args.sweeps))}",
+              file=sys.stderr)
+        return 2
+    runs = [load_run(path) for path in tqdm(run_dirs, desc="runs", unit="run")]
+    print(f"report: {summary_line(runs)}", file=sys.stderr)
+    problems = mixed_config_problems(runs)
+    if problems and not args.allow_mixed:
+        print(f"report: refusing to average mixed configurations: {'; '.join(problems)} "
+              "(rerun with --allow-mixed to average anyway)", file=sys.stderr)
+        return 2
+    written = write_report(runs, args.out, args.sweeps, args.speedups, mixed=problems)
+    print(f"report: wrote {len(written)} files to {args.out}/ (see {written[0]})", file=sys.stderr)
+    if not any(run.status == "completed" for run in runs):
+        print("report: no completed run to report; report.md and runs.csv list the others", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Find run directories under sweep folders, load their results.json and classify them.
+
+A run directory is one holding results.json or a Hydra `.hydra/` folder. Each becomes a Run:
+- completed: results.json with status "completed" (or none) and a usable evaluation;
+- failed: status "failed" (its error is kept);
+- missing: `.hydra/` but no results.json (not finished, or killed);
+- incomplete: results.json that is unreadable, has another status, or lacks what the report
+  needs (identity keys, an evaluation or logits to recompute one).
+Nothing is dropped here: every directory found is returned and ends up in runs.csv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from sweet_lightning.evaluation import CurvePoint, SpeedAccuracyCurve, auc, evaluate_logits
+
+STATUSES = ("completed", "failed", "missing", "incomplete")
+IDENTITY = ("method", "model", "task", "lr", "seed")
+# config paths compared within a (method, model, task) group on top of the results.json keys
+CONFIG_PREFIXES = ("method.", "model.", "optimizer.", "scheduler.", "max_seq_length", "trainer.precision",
+                   "trainer.accumulate_grad_batches", "trainer.gradient_clip_val")
+# swept or already compared as a top-level key
+CONFIG_IGNORED = ("optimizer.lr", "model.exit_layers", "model.exit_pooling", "method._target_")
+
+
+@dataclass
+class Run:
+    path: Path
+    status: str
+    method: str | None = None
+    model: str | None = None
+    task: str | None = None
+    lr: float | None = None
+    seed: int | None = None
+    metric: str | None = None
+    split: str | None = None
+    exit_layers: tuple[int, ...] = ()
+    num_layers: int | None = None
+    kind: str | None = None
+    settings: dict = field(default_factory=dict)  # what must agree before runs are averaged
+    exit_scores: dict[int, float] = field(default_factory=dict)  # layer -> score alone
+    curve: SpeedAccuracyCurve | None = None
+    auc: float | None = None
+    collapsed: tuple[tuple[str, int], ...] = ()  # (split, layer)
+    error: str = ""
+    note: str = ""
+
+    @property
+    def group(self) -> tuple[str, str, str]:
+        return (str(self.method), str(self.model), str(self.task))
+
+
+def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
+    """Every run directory under the roots (a root may itself be one), sorted, without repeats."""
+    found: set[Path] = set()
+    for root in roots:
+        for current, dirs, files in os.walk(root):
+            here = Path(current)
+            if "results.json" in files or ".hydra" in dirs:
+                found.add(here.resolve())
+                dirs.clear()  # checkpoints and logger folders below a run are not runs
+            else:
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    return sorted(found)
+
+
+def dig(tree: object, dotted: str) -> object:
+    for key in dotted.split("."):
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _identity(results: dict, config: dict) -> dict:
+    fallback = {name: dig(config, f"{name}.name") for name in ("method", "model", "task")}
+    fallback.update(lr=config.get("lr"), seed=config.get("seed"))
+    ident = {key: results.get(key, fallback[key]) for key in IDENTITY}
+    ident["lr"] = _as_float(ident["lr"])
+    seed = _as_float(ident["seed"])
+    ident["seed"] = None if seed is None else int(seed)
+    return ident
+
+
+def _as_float(value: object) -> float | None:
+    # Hydra configs may hold "2e-5" as a string (YAML 1.1 wants a dot in a float)
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _hydra_config(path: Path) -> dict:
+    try:
+        config = yaml.safe_load((path / ".hydra" / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def load_run(path: Path) -> Run:
+    results_file = path / "results.json"
+    if not results_file.exists():
+        return Run(path, "missing", **_identity({}, _hydra_config(path)), note="no results.json")
+    try:
+        results = json.loads(results_file.read_text())
+    except (OSError, ValueError) as err:
+        return Run(path, "incomplete", **_identity({}, _hydra_config(path)), note=f"unreadable results.json: {err}")
+    config = results.get("config") or _hydra_config(path)
+    ident = _identity(results, config)
+    status = results.get("status", "completed")
+    if status == "failed":
+        return Run(path, "failed", **ident, error=str(results.get("error", "")).strip())
+    if status != "completed":
+        return Run(path, "incomplete", **ident, note=f"status {status!r}")
+    absent = [key for key in IDENTITY if ident[key] is None]
+    if absent:
+        return Run(path, "incomplete", **ident, note=f"results.json lacks {', '.join(absent)}")
+    try:
+        return _completed_run(path, results, config, ident)
+    except (KeyError, TypeError, ValueError, OSError) as err:
+        return Run(path, "incomplete", **ident, note=f"unusable results.json: {type(err).__name__}: {err}")
+
+
+def _completed_run(path: Path, results: dict, config: dict, ident: dict) -> Run:
+    evaluations = results.get("evaluation") or {}
+    split = results.get("primary_split") or next(iter(evaluations), "dev")
+    evaluation, note = evaluations.get(split), ""
+    if evaluation is None:
+        evaluation, note = _recompute(path, results, split)
+        if evaluation is None:
+            return Run(path, "incomplete", **ident, split=split, note=note)
+    exits = evaluation.get("exits") or dig(results, f"splits.{split}.exits") or []
+    exit_layers = tuple(int(x) for x in results.get("exit_layers") or evaluation["exit_layers"])
+    num_layers = int(results.get("num_layers") or evaluation["num_layers"])
+    kind = results.get("kind") or evaluation.get("kind") or "early_exit"
+    metric = results.get("metric") or evaluation.get("metric") or "accuracy"
+    points = tuple(CurvePoint(float(p["threshold"]), float(p["speedup"]), float(p["score"]), ())
+                   for p in evaluation.get("curve") or [])
+    if not points:
+        return Run(path, "incomplete", **ident, split=split, note=f"evaluation of {split} has no curve")
+    curve = SpeedAccuracyCurve(points, exit_layers, num_layers, kind, metric, str(evaluation.get("policy")))
+    run_auc = evaluation.get("auc")
+    return Run(
+        path, "completed", **ident, metric=metric, split=split, exit_layers=exit_layers, num_layers=num_layers,
+        kind=kind, settings=_settings(results, config, evaluation, split, exit_layers, num_layers, kind, metric),
+        exit_scores={int(e["layer"]): float(e["score"]) for e in exits}, curve=curve,
+        auc=float(run_auc) if run_auc is not None else auc(curve),
+        collapsed=_collapsed(results, {split: evaluation}), note=note,
+    )
+
+
+def _recompute(path: Path, results: dict, split: str) -> tuple[dict | None, str]:
+    """Older results.json files have logits but no evaluation: rebuild it the way training would."""
+    logits_file = path / (dig(results, f"splits.{split}.logits") or f"logits_{split}.npz")
+    if not logits_file.exists():
+        return None, f"no evaluation for {split} and no {logits_file.name}"
+    with np.load(logits_file) as arrays:
+        logits, labels = arrays["logits"], arrays["labels"]
+    temperatures = results.get("temperatures")
+    evaluation = evaluate_logits(
+        logits, labels, results["exit_layers"], results["num_layers"], kind=results.get("kind", "early_exit"),
+        metric=results.get("metric", "accuracy"), policy=results.get("exit_policy") or "confidence",
+        temperatures=temperatures,
+    )
+    scaling = "its temperatures" if temperatures is not None else "no temperature scaling"
+    return evaluation, f"evaluation recomputed from {logits_file.name} ({scaling})"
+
+
+def _settings(results: dict, config: dict, evaluation: dict, split: str, exit_layers: tuple[int, ...],
+              num_layers: int, kind: str, metric: str) -> dict:
+    settings = {
+        "exit_layers": list(exit_layers),
+        "num_layers": num_layers,
+        "kind": kind,
+        "metric": metric,
+        "primary_split": split,
+        "exit_pooling": results.get("exit_pooling", dig(config, "model.exit_pooling")),
+        "max_epochs": results.get("max_epochs", dig(config, "trainer.max_epochs")),
+        "train_size": results.get("train_size", config.get("train_size")),
+        "batch_size": results.get("batch_size", config.get("batch_size")),
+        "exit_policy": results.get("exit_policy") or evaluation.get("policy"),
+        "calibration_source": dig(results, "calibration.source"),
+    }
+    for key, value in flatten(config).items():
+        if key.startswith(CONFIG_PREFIXES) and key not in CONFIG_IGNORED and not key.endswith(".name"):
+            settings[f"config.{key}"] = value
+    return settings
+
+
+def _collapsed(results: dict, primary: dict) -> tuple[tuple[str, int], ...]:
+    """Flags from `collapsed_exits` and from every evaluated split's exits (recomputed one included)."""
+    flags = {(str(c.get("split", "?")), int(c["layer"])) for c in results.get("collapsed_exits") or []}
+    for split, evaluation in {**(results.get("evaluation") or {}), **primary}.items():
+        flags.update((split, int(e["layer"])) for e in evaluation.get("exits", []) if e.get("collapsed"))
+    return tuple(sorted(flags))
+
+
+def count_statuses(runs: Iterable[Run]) -> dict[str, int]:
+    counts = dict.fromkeys(STATUSES, 0)
+    for run in runs:
+        counts[run.status] += 1
+    return counts

@@ -1,0 +1,61 @@
+"""Speed-accuracy figures in the style of paper Figs. 4-6: one panel per task plus the average
+over tasks, one line per method (mean over seeds) with its 95% CI band, markers at the fixed
+speedups. Drawn from the CSV tables only, so the notebook can redraw a saved report.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .aggregate import AVERAGE
+from .tables import METHOD_NAMES, method_order, task_order
+
+COLORS = {"early_exit": "tab:blue", "cascade": "tab:orange", "sweet": "tab:green"}
+MAX_COLUMNS = 4
+
+
+def draw_model_curves(grid: pd.DataFrame, points: pd.DataFrame, model: str, fig: Figure | None = None) -> Figure:
+    """Draw one model's curves (curve_grid.csv and curve_points.csv rows) into fig, or a new Figure."""
+    grid, points = grid[grid["model"] == model], points[points["model"] == model]
+    tasks = task_order(list(grid["task"].unique()))
+    ncols = min(MAX_COLUMNS, max(len(tasks), 1))
+    nrows = math.ceil(len(tasks) / ncols)
+    # a bare Figure needs no pyplot backend; the notebook passes its own pyplot figure instead
+    fig = fig if fig is not None else Figure()
+    fig.set_size_inches(4.2 * ncols, 3.4 * nrows)
+    methods = method_order(list(grid["method"].unique()))
+    for i, task in enumerate(tasks):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        for method in methods:
+            line = grid[(grid["task"] == task) & (grid["method"] == method)].sort_values("speedup")
+            line = line[line["mean"].notna()]
+            if line.empty:
+                continue
+            color = COLORS.get(method)
+            drawn = ax.plot(line["speedup"], line["mean"], color=color, label=METHOD_NAMES.get(method, method))
+            ax.fill_between(line["speedup"], line["ci_low"], line["ci_high"], color=drawn[0].get_color(),
+                            alpha=0.2, linewidth=0)
+            marks = points[(points["task"] == task) & (points["method"] == method)]
+            ax.plot(marks["speedup"], marks["mean"], "o", color=drawn[0].get_color(), markersize=3)
+        ax.set_title("average over tasks" if task == AVERAGE else task)
+        ax.set_xlabel("speedup ratio")
+        ax.set_ylabel("score (x100)")
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize="small")
+    fig.suptitle(f"{model}: speed-accuracy (mean over seeds, 95% CI)")
+    fig.tight_layout()
+    return fig
+
+
+def write_figures(grid: pd.DataFrame, points: pd.DataFrame, out: Path) -> list[Path]:
+    paths = []
+    for model in sorted(grid["model"].unique()):
+        path = out / f"curves_{model}.png"
+        draw_model_curves(grid, points, model).savefig(path, dpi=120)
+        paths.append(path)
+    return paths

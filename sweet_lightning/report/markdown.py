@@ -1,0 +1,157 @@
+"""report.md: the tables as Markdown, with the runs that need attention listed first."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .aggregate import AVERAGE
+from .tables import METHOD_LABELS, METHOD_NAMES, method_order, speedup_label, task_order
+
+DASH = "–"
+
+METHOD_NOTE = """\
+How the numbers are made (details in docs/report.md):
+- scores are x100; the learning rate of each (method, model, task) is the one with the best mean
+  AUC over seeds (paper App. A), and every other table uses only runs at that learning rate;
+- individual exits: mean ± sample std over seeds; curve points: linear interpolation of each
+  seed's speed-accuracy curve at the fixed speedup, mean ± half-width of the 95% t interval;
+- average over tasks: per seed, the mean over the model's tasks; then mean, std and CI over seeds;
+- `–`: undefined (one seed: no std or CI; a speedup some seed's curve does not reach);
+  `†`: an exit flagged as collapsed (one class, or majority-class accuracy) in at least one seed."""
+
+
+@dataclass
+class ReportInputs:
+    sources: Sequence[Path]
+    summary_line: str
+    runs: pd.DataFrame
+    chosen_lr: pd.DataFrame
+    table1: pd.DataFrame
+    points: pd.DataFrame
+    auc: pd.DataFrame
+    figures: Sequence[Path] = ()
+    notes: Sequence[str] = ()
+    mixed: Sequence[str] = field(default_factory=list)  # problems overridden with --allow-mixed
+
+
+def fmt(value: float, digits: int = 1) -> str:
+    return DASH if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    def clean(cell: object) -> str:
+        text = DASH if cell is None or (isinstance(cell, float) and math.isnan(cell)) else str(cell)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(clean, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(clean, row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(mean: float, spread: float, collapsed: int = 0) -> str:
+    if math.isnan(mean):
+        return DASH
+    return f"{mean:.1f} ± {fmt(spread)}" + (" †" if collapsed else "")
+
+
+def _method_rows(part: pd.DataFrame, xs: Sequence[float], x_name: str, cell: Callable,
+                 extra: Callable[[str], list] = lambda m: []) -> list[list]:
+    rows = []
+    for method in method_order(list(part["method"].unique())):
+        sub = part[part["method"] == method].set_index(x_name)
+        seeds = int(sub["n"].max()) if len(sub) else 0
+        row = [METHOD_LABELS.get(method, method), seeds]
+        row += [cell(sub.loc[x]) if x in sub.index else DASH for x in xs]
+        rows.append(row + extra(method))
+    return rows
+
+
+def _exit_section(table1: pd.DataFrame, model: str) -> list[str]:
+    lines = []
+    sub = table1[table1["model"] == model]
+    for task in [AVERAGE] + [t for t in task_order(list(sub["task"].unique())) if t != AVERAGE]:
+        part = sub[sub["task"] == task]
+        if part.empty:
+            continue
+        layers = sorted(part["layer"].unique())
+        rows = _method_rows(part, layers, "layer", lambda r: _cell(r["mean"], r["std"], r["collapsed"]))
+        title = "average over tasks" if task == AVERAGE else task
+        lines += [f"#### {model} — {title}", "", md_table(["method", "seeds", *[f"L{x}" for x in layers]], rows), ""]
+    return lines
+
+
+def _curve_section(points: pd.DataFrame, auc: pd.DataFrame, model: str) -> list[str]:
+    lines = []
+    sub, auc_sub = points[points["model"] == model], auc[auc["model"] == model]
+    for task in [AVERAGE] + [t for t in task_order(list(sub["task"].unique())) if t != AVERAGE]:
+        part = sub[sub["task"] == task]
+        if part.empty:
+            continue
+        xs = sorted(part["speedup"].unique())
+
+        def auc_cell(method: str, task: str = task) -> list:
+            row = auc_sub[(auc_sub["task"] == task) & (auc_sub["method"] == method)]
+            return [_cell(row["mean"].iloc[0], row["ci_half_width"].iloc[0]) if len(row) else DASH]
+
+        rows = _method_rows(part, xs, "speedup", lambda r: _cell(r["mean"], r["ci_half_width"]), auc_cell)
+        title = "average over tasks" if task == AVERAGE else task
+        header = ["method", "seeds", *[f"×{speedup_label(x)}" for x in xs], "AUC"]
+        lines += [f"#### {model} — {title}", "", md_table(header, rows), ""]
+    return lines
+
+
+def render(inputs: ReportInputs) -> str:
+    runs = inputs.runs
+    lines = ["# SWEET reproduction report", "", inputs.summary_line, "",
+             "Sweeps: " + ", ".join(f"`{p}`" for p in inputs.sources), ""]
+    if inputs.mixed:
+        lines += ["> **Warning: mixed configurations averaged (`--allow-mixed`).**", ""]
+        lines += [f"> - {problem}" for problem in inputs.mixed] + [""]
+    attention = runs[runs["status"] != "completed"]
+    lines += ["## Runs not in the tables (failed, missing, incomplete)", ""]
+    if attention.empty:
+        lines += ["None: every run found completed.", ""]
+    else:
+        header = ["run", "status", "method", "model", "task", "lr", "seed", "error / note"]
+        rows = [[r.run, r.status, r.method, r.model, r.task, r.lr, r.seed, r.error or r.note]
+                for r in attention.itertuples()]
+        lines += [md_table(header, rows), ""]
+    lines += [METHOD_NOTE, ""]
+    if inputs.notes:
+        lines += ["Notes:", ""] + [f"- {note}" for note in inputs.notes] + [""]
+
+    lines += ["## Chosen learning rates (Table 2 style, ×1e-5, EE\\MM\\SWEET)", ""]
+    chosen = inputs.chosen_lr
+    lines += [md_table(["model", "task", "EE\\MM\\SWEET"],
+                       [[r["model"], r["task"], r["ee_mm_sweet_1e-5"]] for _, r in chosen.iterrows()]), ""]
+    models = sorted(set(inputs.table1["model"]) | set(inputs.points["model"]))
+    labels = ", ".join(f"{label} = {METHOD_NAMES[m]}" for m, label in METHOD_LABELS.items())
+    lines += ["## Individual exits (Table 1 style: mean ± std over seeds)", "", f"Methods: {labels}.", ""]
+    for model in models:
+        lines += _exit_section(inputs.table1, model)
+    lines += ["## Speed-accuracy curves (Figs. 4-6 style: mean ± 95% CI half-width over seeds)", ""]
+    for model in models:
+        figure = next((f for f in inputs.figures if f.name == f"curves_{model}.png"), None)
+        lines += [f"![{model} speed-accuracy curves]({figure.name})", ""] if figure else []
+        lines += _curve_section(inputs.points, inputs.auc, model)
+
+    flagged = runs[runs["collapsed"] != ""]
+    lines += ["## Collapsed exits", ""]
+    if flagged.empty:
+        lines += ["No exit was flagged as collapsed.", ""]
+    else:
+        rows = [[r.run, r.method, r.model, r.task, r.lr, r.seed, "yes" if r.chosen else "no", r.collapsed]
+                for r in flagged.itertuples()]
+        lines += [md_table(["run", "method", "model", "task", "lr", "seed", "in tables", "collapsed (split:layer)"],
+                           rows), ""]
+    lines += ["## All runs", ""]
+    rows = [[r.run, r.status, r.method, r.model, r.task, r.lr, r.seed, fmt(r.auc), "yes" if r.chosen else "",
+             r.collapsed, r.error or r.note] for r in runs.itertuples()]
+    lines += [md_table(["run", "status", "method", "model", "task", "lr", "seed", "AUC", "chosen lr",
+                        "collapsed", "error / note"], rows), ""]
+    return "\n".join(lines)

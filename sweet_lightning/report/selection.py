@@ -1,0 +1,41 @@
+"""Learning-rate selection (paper App. A): per (method, model, task), the lr whose speed-accuracy
+curve has the largest AUC averaged over its completed seeds. Ties go to the smaller lr."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import pandas as pd
+
+from .collect import Run
+from .stats import summarize
+
+GroupKey = tuple[str, str, str]  # (model, method, task)
+
+
+def lr_search(runs: Sequence[Run]) -> pd.DataFrame:
+    """One row per (model, method, task, lr): seeds, mean and std of AUC (x100), and `chosen`."""
+    # lists, not dicts by seed: with --allow-mixed a repeated seed counts as it does everywhere else
+    aucs: dict[tuple[str, str, str, float], list[tuple[int, float]]] = defaultdict(list)
+    for run in runs:
+        if run.status == "completed":
+            aucs[(str(run.model), str(run.method), str(run.task), float(run.lr))].append((run.seed, 100 * run.auc))
+    rows = []
+    for (model, method, task, lr), pairs in aucs.items():
+        summary = summarize([value for _, value in pairs])
+        rows.append({"model": model, "method": method, "task": task, "lr": lr, "n": summary.n,
+                     "seeds": " ".join(str(s) for s, _ in sorted(pairs)), "auc_mean": summary.mean,
+                     "auc_std": summary.std})
+    columns = ["model", "method", "task", "lr", "n", "seeds", "auc_mean", "auc_std", "chosen"]
+    if not rows:
+        return pd.DataFrame(columns=columns).astype({"chosen": bool})  # bool, so it can still index rows
+    table = pd.DataFrame(rows).sort_values(["model", "method", "task", "lr"], ignore_index=True)
+    best = table.sort_values(["auc_mean", "lr"], ascending=[False, True]).groupby(["model", "method", "task"]).head(1)
+    table["chosen"] = table.index.isin(best.index)
+    return table[columns]
+
+
+def chosen_lrs(search: pd.DataFrame) -> dict[GroupKey, float]:
+    picked = search[search["chosen"]]
+    return {(r.model, r.method, r.task): float(r.lr) for r in picked.itertuples()}

@@ -1,0 +1,120 @@
+"""The report's tables as DataFrames (written to CSV) plus the ordering and labels they share.
+
+Scores are x100 (paper convention). Column meanings are listed in docs/report.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import pandas as pd
+
+from .aggregate import AVERAGE
+from .collect import Run
+
+METHOD_LABELS = {"early_exit": "EE", "cascade": "MM", "sweet": "SWEET"}  # paper Table 2 order
+METHOD_NAMES = {"early_exit": "Early-Exit", "cascade": "Multi-Model", "sweet": "SWEET"}
+TASK_ORDER = ("sst2", "mrpc", "cola", "mnli", "qqp", "qnli", "rte")  # paper Table 2 order
+LR_UNIT = 1e-5  # Table 2 prints learning rates in units of 1e-5
+
+
+def method_order(methods: Sequence[str]) -> list[str]:
+    known = [m for m in METHOD_LABELS if m in methods]
+    return known + sorted(set(methods) - set(known))
+
+
+def task_order(tasks: Sequence[str]) -> list[str]:
+    """Paper order, unknown tasks alphabetically, the average last."""
+    real = [t for t in set(tasks) if t != AVERAGE]
+    ordered = [t for t in TASK_ORDER if t in real] + sorted(set(real) - set(TASK_ORDER))
+    return ordered + ([AVERAGE] if AVERAGE in tasks else [])
+
+
+def speedup_label(x: float) -> str:
+    fraction = Fraction(x).limit_denominator(48)
+    return str(fraction) if abs(float(fraction) - x) < 1e-9 else f"{x:.3g}"
+
+
+def _select(summary: pd.DataFrame, quantity: str, x_name: str, columns: Sequence[str]) -> pd.DataFrame:
+    part = summary[summary["quantity"] == quantity].rename(columns={"x": x_name})
+    if part.empty:
+        return pd.DataFrame(columns=["model", "task", "method", *columns])
+    part = part.assign(_t=part["task"].map({t: i for i, t in enumerate(task_order(list(part["task"])))}),
+                       _m=part["method"].map({m: i for i, m in enumerate(method_order(list(part["method"])))}))
+    part = part.sort_values(["model", "_t", "_m", x_name])
+    return part[["model", "task", "method", *columns]].reset_index(drop=True)
+
+
+def table1_exits(summary: pd.DataFrame) -> pd.DataFrame:
+    """Table 1: each exit alone, mean and std over seeds; `collapsed` counts seeds flagged."""
+    table = _select(summary, "exit", "layer", ["lr", "layer", "n", "mean", "std", "collapsed"])
+    return table.astype({"layer": int}) if not table.empty else table
+
+
+def curve_points(summary: pd.DataFrame) -> pd.DataFrame:
+    """Figs. 4-6 read at fixed speedups: mean and 95% CI over seeds."""
+    return _select(summary, "point", "speedup",
+                   ["lr", "speedup", "n", "mean", "std", "ci_half_width", "ci_low", "ci_high"])
+
+
+def curve_grid(summary: pd.DataFrame) -> pd.DataFrame:
+    """The curves on a dense speedup grid, what the figures draw."""
+    return _select(summary, "grid", "speedup", ["speedup", "n", "mean", "ci_low", "ci_high"])
+
+
+def auc_table(summary: pd.DataFrame) -> pd.DataFrame:
+    return _select(summary, "auc", "x", ["lr", "n", "mean", "std", "ci_half_width", "ci_low", "ci_high"])
+
+
+def _lr_text(lr: float) -> str:
+    return "–" if lr is None or math.isnan(lr) else f"{lr / LR_UNIT:g}"
+
+
+def chosen_lr_table(search: pd.DataFrame) -> pd.DataFrame:
+    """Table 2: rows model x task, one column per method (lr in units of 1e-5) and the EE\\MM\\SWEET cell."""
+    picked = search[search["chosen"]]
+    methods = method_order(list(picked["method"].unique()) or list(METHOD_LABELS))
+    rows = []
+    for model in sorted(picked["model"].unique()):
+        sub = picked[picked["model"] == model]
+        for task in task_order(list(sub["task"].unique())):
+            lrs = {m: sub[(sub["task"] == task) & (sub["method"] == m)]["lr"] for m in methods}
+            lr = {m: float(v.iloc[0]) if len(v) else math.nan for m, v in lrs.items()}
+            cell = "\\".join(_lr_text(lr.get(m, math.nan)) for m in METHOD_LABELS)
+            rows.append({"model": model, "task": task, **{f"lr_{m}": lr[m] for m in methods},
+                         "ee_mm_sweet_1e-5": cell})
+    return pd.DataFrame(rows, columns=["model", "task", *[f"lr_{m}" for m in methods], "ee_mm_sweet_1e-5"])
+
+
+def _where(path: Path, roots: Sequence[Path]) -> str:
+    for root in roots:
+        try:
+            return str(path.relative_to(root.resolve()))
+        except ValueError:
+            continue
+    return str(path)
+
+
+def runs_table(runs: Sequence[Run], chosen: dict, roots: Sequence[Path]) -> pd.DataFrame:
+    """Every run found, whatever its status; `chosen` marks runs at their group's chosen lr."""
+    rows = []
+    for run in runs:
+        last = run.exit_scores[max(run.exit_scores)] if run.exit_scores else math.nan
+        rows.append({
+            "run": _where(run.path, roots), "status": run.status, "method": run.method, "model": run.model,
+            "task": run.task, "lr": run.lr, "seed": run.seed,
+            "auc": 100 * run.auc if run.auc is not None else math.nan, "last_exit": 100 * last,
+            "chosen": run.status == "completed" and chosen.get((run.model, run.method, run.task)) == run.lr,
+            "collapsed": "; ".join(f"{split}:L{layer}" for split, layer in run.collapsed),
+            "error": run.error.splitlines()[-1] if run.error else "", "note": run.note, "path": str(run.path),
+        })
+    table = pd.DataFrame(rows, columns=["run", "status", "method", "model", "task", "lr", "seed", "auc",
+                                        "last_exit", "chosen", "collapsed", "error", "note", "path"])
+    # runs that need attention first, then by experiment axes (job folder names sort 0, 1, 10, 11, 2 ...)
+    order = {s: i for i, s in enumerate(("failed", "missing", "incomplete", "completed"))}
+    keys = table.assign(_s=table["status"].map(order))
+    keys = keys.sort_values(["_s", "model", "task", "method", "lr", "seed", "run"], na_position="last", kind="stable")
+    return table.loc[keys.index].reset_index(drop=True)
