@@ -111,3 +111,18 @@ def test_optuna_search_two_trials_then_resume(glue_path, tmp_path):
     with sqlite3.connect(study / "study.db") as db:
         states = [s for (s,) in db.execute("select state from trials")]
     assert states == ["COMPLETE"] * 3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None, reason="slurm extra"
+)
+def test_local_parallel_launcher_runs_jobs_in_their_own_processes(glue_path, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = launch(
+        ["-m", "launcher=local_parallel", *TINY, "callbacks=none", "seed=1,2", f"hydra.sweep.dir={sweep}"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [results(j)["status"] for j in job_dirs(sweep)] == ["completed", "completed"]
+    assert len(list(sweep.glob(".submitit/*/*_result.pkl"))) == 2
