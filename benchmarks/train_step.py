@@ -75,11 +75,11 @@ def main() -> None:
         step(batches[0])
     times = {name: 0.0 for name in contenders}
     for _ in range(args.rounds):
-        for name, step in contenders.items():
-            start = time.perf_counter()
-            for b in batches:
+        for b in batches:  # step-level round robin: load drifting on a shared machine hits all alike
+            for name, step in contenders.items():
+                start = time.perf_counter()
                 step(b)
-            times[name] += time.perf_counter() - start
+                times[name] += time.perf_counter() - start
     n = args.rounds * args.steps
     base = times["hf_plain"] / n
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
