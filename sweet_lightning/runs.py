@@ -116,6 +116,19 @@ def is_multirun() -> bool:
         return False
 
 
+def swallow_failures() -> bool:
+    """Whether a failed run returns NaN, so that the sweep goes on, rather than raising.
+
+    Only in a multirun, and not under the Optuna sweeper: optuna 2.x's `study.tell` raises on NaN and
+    the study stops with the trial left RUNNING, whereas a job that raises is recorded by the sweeper
+    as a FAIL trial and the study goes on (`max_failure_rate`). The basic sweeper, in contrast, ends
+    the whole multirun with an error when a job raised, after every job has run.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    return is_multirun() and HydraConfig.get().runtime.choices.get("hydra/sweeper") != "optuna"
+
+
 # what Lightning's DDP launcher leaves in os.environ; the next job of an in-process sweep would take
 # LOCAL_RANK for "ranks started externally" and wait for a rank 1 that nobody starts
 _DDP_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")

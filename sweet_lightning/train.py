@@ -125,8 +125,8 @@ def train(cfg: DictConfig) -> float:
     """Fit the configured method and return `cfg.optimized_metric` of the final evaluation.
 
     A run dir with a completed run is skipped (sweet_lightning.runs). A failing run is recorded in
-    results.json ("status": "failed"); in a multirun it returns NaN so the other jobs go on, a single
-    run re-raises.
+    results.json ("status": "failed"); in a multirun it returns NaN so the other jobs go on (under
+    Optuna it raises: a FAIL trial), a single run re-raises.
     """
     from sweet_lightning import runs
 
@@ -136,7 +136,7 @@ def train(cfg: DictConfig) -> float:
         return done if done is not None else _train(cfg)
     except Exception as err:
         runs.record_failure(cfg, out, err)
-        if not runs.is_multirun():
+        if not runs.swallow_failures():
             raise
         log.exception("run failed; the sweep goes on")
         return float("nan")

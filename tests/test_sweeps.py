@@ -126,3 +126,19 @@ def test_local_parallel_launcher_runs_jobs_in_their_own_processes(glue_path, tmp
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [results(j)["status"] for j in job_dirs(sweep)] == ["completed", "completed"]
     assert len(list(sweep.glob(".submitit/*/*_result.pkl"))) == 2
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None, reason="optuna extra"
+)
+def test_optuna_study_goes_on_past_failed_trials(glue_path, tmp_path):
+    # train_size=-1 trials fail (recorded FAIL, the study goes on); the others complete
+    sizes = "+hydra.sweeper.params.train_size='choice(-1,32)'"
+    tiny = [a for a in TINY if not a.startswith("train_size=")]  # the command line would beat the search
+    proc = launch(
+        ["hparams_search=lr_optuna", "hydra.sweeper.n_trials=4", *tiny, "callbacks=none", sizes], tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with sqlite3.connect(tmp_path / "multirun/optuna/lr-sweet-rte-tiny_bert/study.db") as db:
+        states = sorted(s for (s,) in db.execute("select state from trials"))
+    assert "FAIL" in states and "COMPLETE" in states and "RUNNING" not in states, states
