@@ -75,6 +75,7 @@ start_munge() {
   mkdir -p /run/munge /var/log/munge /var/lib/munge
   chown munge:munge /run/munge /var/log/munge /var/lib/munge
   runuser -u munge -- /usr/sbin/munged
+  touch "$STATE_DIR/started-munged"  # so that stop ends the munged this script started, and no other
   for _ in $(seq 20); do munge -n | unmunge >/dev/null 2>&1 && return; sleep 0.5; done
   log "munged did not come up"; return 1
 }
@@ -106,6 +107,10 @@ stop() {
       kill "$(cat "$pidfile")" && log "stopped $name"
     fi
   done
+  if [[ -f "$STATE_DIR/started-munged" ]] && alive /run/munge/munged.pid; then
+    kill "$(cat /run/munge/munged.pid)" && log "stopped munged"
+  fi
+  rm -f "$STATE_DIR/started-munged"
 }
 
 status() {
