@@ -11,6 +11,9 @@ import hydra
 from omegaconf import DictConfig
 
 from sweet_lightning.cli import OverrideError, expand_overrides
+from sweet_lightning.resolvers import register_resolvers
+
+register_resolvers()  # before @hydra.main composes the config
 
 # errors our own checks raise with a one-line message that names the fix
 USER_ERRORS = (ValueError, RuntimeError, FileNotFoundError)

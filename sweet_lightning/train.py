@@ -122,9 +122,24 @@ def close_wandb() -> None:
 
 
 def train(cfg: DictConfig) -> float:
-    """Fit the configured method and return `cfg.optimized_metric` of the final evaluation."""
+    """Fit the configured method and return `cfg.optimized_metric` of the final evaluation.
+
+    A run dir with a completed run is skipped (sweet_lightning.runs). A failing run is recorded in
+    results.json ("status": "failed"); in a multirun it returns NaN so the other jobs go on (under
+    Optuna it raises: a FAIL trial), a single run re-raises.
+    """
+    from sweet_lightning import runs
+
+    out = output_dir(cfg)
     try:
-        return _train(cfg)
+        done = runs.completed_value(cfg, out)
+        return done if done is not None else _train(cfg)
+    except Exception as err:
+        runs.record_failure(cfg, out, err)
+        if not runs.swallow_failures():
+            raise
+        log.exception("run failed; the sweep goes on")
+        return float("nan")
     finally:
         close_wandb()
 
@@ -132,6 +147,9 @@ def train(cfg: DictConfig) -> float:
 def _train(cfg: DictConfig) -> float:
     import lightning as L
     from hydra.utils import instantiate
+
+    from sweet_lightning import runs
+    from sweet_lightning.seeding import EpochSeeding
 
     check_config(cfg)
     out = output_dir(cfg)
@@ -141,21 +159,24 @@ def _train(cfg: DictConfig) -> float:
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
     evaluation = build_evaluation(cfg)
-    callbacks = [evaluation, *instantiate_all(cfg.get("callbacks"))]
+    callbacks = [evaluation, *instantiate_all(cfg.get("callbacks")), EpochSeeding(cfg.seed)]
     loggers = instantiate_all(cfg.get("logger"))
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     # without a configured checkpoint (callbacks=none) Lightning would add its own; keep none
     keep = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    runs.pin_ddp_relaunch(out)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=keep)
 
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=runs.resume_checkpoint(cfg))
     train_time = time.perf_counter() - start
 
     # final evaluation: the selected (best) checkpoint when one was kept, else the last weights
     ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
     trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+    if not trainer.is_global_zero:  # DDP: rank 0 writes the results (every rank holds the same)
+        return float("nan")
     results = write_results(cfg, module, datamodule, evaluation, out, train_time, ckpt)
     metric = cfg.get("optimized_metric")
     value = results["metrics"].get(metric)

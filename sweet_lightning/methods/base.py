@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DistributedSampler
 
 from sweet_lightning.metrics import compute_metric
 from sweet_lightning.models import load_encoder
@@ -33,12 +34,19 @@ def linear_decay_schedule(optimizer: torch.optim.Optimizer, total_steps: int, wa
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def gather_rows(module: L.LightningModule, tensor: torch.Tensor) -> torch.Tensor:
-    """All ranks' rows of an [..., N(, C)] tensor, concatenated along the example axis (dim 0 for
-    labels, dim 1 for per-exit arrays)."""
-    gathered = module.all_gather(tensor)  # [world, ...]
-    axis = 0 if tensor.dim() == 1 else 1
-    return torch.cat(list(gathered.unbind(0)), dim=axis)
+def gather_rows(module: L.LightningModule, tensor: torch.Tensor, num_rows: int) -> torch.Tensor:
+    """All ranks' rows of an eval tensor ([N] labels or [E, N, ...] per-exit arrays), in dataset order,
+    without DistributedSampler's padding.
+
+    Unshuffled, DistributedSampler pads the dataset to a multiple of the world size W by repeating its
+    first rows and gives rank r rows r, r+W, r+2W, ...: interleaving the ranks' shards restores the
+    order and cutting at the dataset length (`num_rows`) drops the repeats.
+    """
+    per_exit = tensor if tensor.dim() > 1 else tensor[None]
+    gathered = module.all_gather(per_exit)  # [W, E, n, ...]
+    interleaved = gathered.movedim(0, 2)  # [E, n, W, ...]: row j of rank r is dataset row j*W + r
+    rows = interleaved.reshape(per_exit.shape[0], -1, *per_exit.shape[2:])[:, :num_rows]
+    return rows if tensor.dim() > 1 else rows[0]
 
 
 class AdaptiveModule(L.LightningModule):
@@ -169,12 +177,26 @@ class AdaptiveModule(L.LightningModule):
             arrays = {"logits": torch.cat(buf["logits"], dim=1), "labels": torch.cat(buf["labels"])}
             if buf["exit_scores"]:
                 arrays["exit_scores"] = torch.cat(buf["exit_scores"], dim=1)
-            if self._trainer is not None and self.trainer.world_size > 1:
-                arrays = {k: gather_rows(self, v) for k, v in arrays.items()}
+            num_rows = self._sharded_eval_rows(idx)
+            if num_rows is not None:
+                arrays = {k: gather_rows(self, v, num_rows) for k, v in arrays.items()}
             split = names[idx] if idx < len(names) else f"eval{idx}"
             self.eval_outputs[split] = {k: v.numpy() for k, v in arrays.items()}
         self._eval_buffers = {}
         return self.eval_outputs
+
+    def _sharded_eval_rows(self, idx: int) -> int | None:
+        """Rows of eval dataloader `idx` when DDP split it over the ranks (else None: nothing to gather)."""
+        if self._trainer is None or self.trainer.world_size <= 1:
+            return None
+        loaders = self.trainer.val_dataloaders
+        loader = loaders[idx] if isinstance(loaders, (list, tuple)) else loaders
+        sampler = getattr(loader, "sampler", None)
+        if not isinstance(sampler, DistributedSampler):  # use_distributed_sampler=False: each rank saw all
+            return None
+        if sampler.shuffle or sampler.drop_last:
+            raise ValueError("evaluation under DDP needs an unshuffled DistributedSampler without drop_last")
+        return len(sampler.dataset)
 
     def exit_scores(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, list[float]]:
         """Every metric of the task for each exit alone on the whole split (paper Table 1)."""

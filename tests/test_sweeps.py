@@ -1,0 +1,144 @@
+"""End to end with the tiny model on real RTE: resume, crash isolation and skipping in a multirun,
+DDP on CPU, an Optuna search."""
+
+import importlib.util
+import os
+import sqlite3
+
+import numpy as np
+import pytest
+from sweep_utils import TINY, job_dirs, launch, results, run_in_process
+
+from sweet_lightning.data import read_glue_tsv
+
+
+def scores(run_dir):
+    r = results(run_dir)
+    return r["metrics"], {s: [e["score"] for e in v["exits"]] for s, v in r["splits"].items()}
+
+
+def test_resumed_run_ends_with_the_same_numbers(glue_path, tmp_path):
+    """Crash in epoch 2, resume=true from last.ckpt (end of epoch 1): same logits as never stopping."""
+    # lr large enough that epoch 2's batch order and dropout visibly change the weights; the "best"
+    # checkpoint (monitor=null: the latest) is the final epoch's, so the comparison sees epoch 2
+    run = [
+        *TINY,
+        "seed=3",
+        "train_size=48",
+        "lr=1e-3",
+        "trainer.max_epochs=2",
+        "callbacks.model_checkpoint.monitor=null",
+    ]
+    crash = [
+        "+callbacks.crash._target_=tests.helpers.CrashAtStep",
+        "+callbacks.crash.step=4",
+    ]  # 3 steps/epoch
+    run_in_process(run, tmp_path / "straight")
+    with pytest.raises(Exception, match="simulated crash"):
+        run_in_process([*run, *crash], tmp_path / "resumed")
+    assert results(tmp_path / "resumed")["status"] == "failed"
+    assert (tmp_path / "resumed/checkpoints/last.ckpt").exists()
+    run_in_process([*run, "resume=true"], tmp_path / "resumed")
+    assert results(tmp_path / "resumed")["status"] == "completed"
+    assert scores(tmp_path / "resumed") == scores(tmp_path / "straight")
+    for split in ("dev", "calibration"):
+        a = np.load(tmp_path / f"straight/logits_{split}.npz")["logits"]
+        b = np.load(tmp_path / f"resumed/logits_{split}.npz")["logits"]
+        np.testing.assert_array_equal(a, b)
+
+
+def test_multirun_survives_a_failing_job_and_skips_completed_ones(glue_path, tmp_path):
+    """seed=1,2 x train_size=32,-1: the train_size=-1 jobs fail, the others still run; re-launching
+    into the same sweep dir skips the completed jobs (redo=true would run them again)."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", *TINY, "callbacks=none", "seed=1,2", "train_size=32,-1", f"hydra.sweep.dir={sweep}"]
+    first = launch(args, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    jobs = job_dirs(sweep)
+    by_args = {(results(j)["config"]["seed"], results(j)["config"]["train_size"]): results(j) for j in jobs}
+    assert {k: r["status"] for k, r in by_args.items()} == {
+        (1, 32): "completed",
+        (2, 32): "completed",
+        (1, -1): "failed",
+        (2, -1): "failed",
+    }
+    assert "train_size=-1" in by_args[(1, -1)]["error"]
+    statuses = [results(j)["status"] for j in jobs]
+    completed = [j for j in jobs if results(j)["status"] == "completed"]
+    done = {j: (j / "results.json").stat().st_mtime_ns for j in completed}
+
+    second = launch(args, tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert second.stderr.count("completed already") + second.stdout.count("completed already") == 2
+    assert all((j / "results.json").stat().st_mtime_ns == t for j, t in done.items())
+    assert [results(j)["status"] for j in job_dirs(sweep)] == statuses
+
+
+def test_single_run_failure_is_recorded_and_exits_nonzero(glue_path, tmp_path):
+    proc = launch([*TINY, "callbacks=none", "train_size=-1", f"run_dir={tmp_path / 'run'}"], tmp_path)
+    assert proc.returncode != 0
+    assert results(tmp_path / "run")["status"] == "failed"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="DDP test needs 2 CPU cores")
+def test_ddp_on_cpu_evaluates_every_row_once_in_order(glue_path, tmp_path):
+    proc = launch([*TINY, "trainer=ddp", "callbacks=none", f"run_dir={tmp_path / 'run'}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = results(tmp_path / "run")
+    assert r["status"] == "completed" and r["splits"]["dev"]["num_examples"] == 277
+    _, dev_labels, _ = read_glue_tsv("rte", glue_path / "RTE" / "dev.tsv")
+    np.testing.assert_array_equal(np.load(tmp_path / "run/logits_dev.npz")["labels"], dev_labels)
+    assert (tmp_path / "run/train_ddp_process_1.log").exists()  # rank 1 ran, in this run's dir
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None, reason="optuna extra"
+)
+def test_optuna_search_two_trials_then_resume(glue_path, tmp_path):
+    args = ["hparams_search=lr_optuna", "hydra.sweeper.n_trials=2", *TINY, "callbacks=none"]
+    first = launch(args, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    study = tmp_path / "multirun/optuna/lr-sweet-rte-tiny_bert"
+    (sweep,) = [p for p in study.iterdir() if p.is_dir()]
+    assert [results(j)["status"] for j in job_dirs(sweep)] == ["completed", "completed"]
+    lrs = [results(j)["lr"] for j in job_dirs(sweep)]
+    assert all(1e-5 <= lr <= 5e-5 for lr in lrs)
+
+    again = launch([*args, "hydra.sweeper.n_trials=1"], tmp_path)  # same study: resumes it
+    assert again.returncode == 0, again.stderr[-3000:]
+    with sqlite3.connect(study / "study.db") as db:
+        states = [s for (s,) in db.execute("select state from trials")]
+    assert states == ["COMPLETE"] * 3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None, reason="slurm extra"
+)
+def test_local_parallel_launcher_runs_jobs_in_their_own_processes(glue_path, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = launch(
+        ["-m", "launcher=local_parallel", *TINY, "callbacks=none", "seed=1,2", f"hydra.sweep.dir={sweep}"],
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [results(j)["status"] for j in job_dirs(sweep)] == ["completed", "completed"]
+    assert len(list(sweep.glob(".submitit/*/*_result.pkl"))) == 2
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None, reason="optuna extra"
+)
+def test_optuna_study_goes_on_past_failed_trials(glue_path, tmp_path):
+    # train_size=-1 trials fail (recorded FAIL, the study goes on); the others complete
+    sizes = "+hydra.sweeper.params.train_size='choice(-1,32)'"
+    tiny = [a for a in TINY if not a.startswith("train_size=")]  # the command line would beat the search
+    proc = launch(
+        ["hparams_search=lr_optuna", "hydra.sweeper.n_trials=4", *tiny, "callbacks=none", sizes], tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with sqlite3.connect(tmp_path / "multirun/optuna/lr-sweet-rte-tiny_bert/study.db") as db:
+        states = sorted(s for (s,) in db.execute("select state from trials"))
+    assert "FAIL" in states and "COMPLETE" in states and "RUNNING" not in states, states
