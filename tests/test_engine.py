@@ -177,6 +177,114 @@ def test_length_sorting_restores_input_order(modules, tokenizer):
     assert_same_records(clf.predict(texts[::-1], threshold=t, batch_size=5).records()[::-1], one_by_one)
 
 
+def decide_on_cached_logits(engine, logits, scores, threshold) -> tuple[np.ndarray, ...]:
+    """The engine's decision code fed the given logits [E, N, C] (rows dropped as they leave)."""
+    from sweet_lightning.inference.engine import _EVERY_ROW, _Collector, _RowState
+
+    n = logits.shape[1]
+    out, state, rows = _Collector(n), _RowState(n), np.arange(n)
+    for i in range(logits.shape[0]):
+        score = torch.from_numpy(scores[i, rows]) if scores is not None else None
+        keep = engine._decide(i, torch.from_numpy(logits[i, rows]), score, threshold, state, out)
+        if keep is None:
+            break
+        if keep is not _EVERY_ROW:
+            rows = rows[keep.numpy()]
+    return out.exit_index, out.predictions, out.confidence
+
+
+@pytest.mark.parametrize("classes, one_row", [(3, False), (2, False), (2, True)])
+@pytest.mark.parametrize("policy", POLICIES)
+def test_decisions_equal_simulation_on_the_same_logits_even_at_ties(modules, policy, classes, one_row):
+    """Bit-for-bit: with thresholds equal to rows' own statistics, any difference in the
+    temperature / softmax / entropy arithmetic would flip a row at an inclusive comparison. One
+    row at a time with two classes takes the engine's Python-float path."""
+    engine = AdaptiveClassifier(modules["sweet"], load_tokenizer(BACKBONE), TEMPS, policy).engine
+    rng = np.random.default_rng(4)
+    n = 150 if one_row else 400
+    logits = (rng.normal(size=(4, n, classes)) * rng.uniform(0.1, 8, size=(4, 1, 1))).astype(np.float32)
+    logit_scores = rng.normal(size=(4, n)).astype(np.float32) * 3
+    scores = torch.sigmoid(torch.from_numpy(logit_scores)).numpy().astype(np.float64)  # as cached
+    probs = softmax(logits.astype(np.float64) / np.asarray(TEMPS)[:, None, None])
+    stats = policy_stat(policy, logits.astype(np.float64), TEMPS, scores)[:-1].ravel()
+    ties = [1.0, 2.0, 3.0, 4.0] if policy == "patience" else np.sort(stats)[:: len(stats) // 60]
+    if policy == "learned":
+        # torch's float32 sigmoid differs by an ulp between vector lanes and the scalar tail, so
+        # a score computed on a sub-batch (as the engine does) can differ from the cached one:
+        # thresholds between scores here, not on them (the comparison itself is trivial)
+        values = np.unique(stats)
+        mids = ((values[1:] + values[:-1]) / 2)[values[1:] - values[:-1] > 1e-6]
+        ties = mids[:: len(mids) // 60]
+    used = set()
+    for threshold in ties:
+        expected = simulate_exits(logits, threshold, policy, np.asarray(TEMPS), scores)
+        if one_row:
+            parts = [
+                decide_on_cached_logits(engine, logits[:, [r]], logit_scores[:, [r]], float(threshold))
+                for r in range(n)
+            ]
+            exit_index, predictions, confidence = (np.concatenate(x) for x in zip(*parts, strict=True))
+        else:
+            exit_index, predictions, confidence = decide_on_cached_logits(
+                engine, logits, logit_scores, float(threshold)
+            )
+        np.testing.assert_array_equal(exit_index, expected.exit_index, err_msg=f"t={threshold}")
+        np.testing.assert_array_equal(predictions, expected.predictions, err_msg=f"t={threshold}")
+        np.testing.assert_array_equal(confidence, probs[exit_index, np.arange(n)].max(axis=1))
+        used.update(exit_index.tolist())
+    assert used == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_inference_heads_are_bit_identical_to_the_modules(pooling):
+    from sweet_lightning.heads import ExitHead, Pooler, inference_heads
+
+    torch.manual_seed(0)
+    heads = [ExitHead(16, 3, Pooler(16, pooling), 0.1, learned_exit=i % 2 == 0).eval() for i in range(3)]
+    fast = inference_heads(heads)
+    assert all(f is not h for f, h in zip(fast, heads, strict=True))
+    hidden = torch.randn(5, 7, 16)
+    mask = torch.ones(5, 7, dtype=torch.long)
+    mask[1, 4:] = 0
+    mask[3, 2:] = 0
+    with torch.inference_mode():
+        for h, m in [(hidden, mask), (hidden[[0, 1, 3]], mask[[0, 1, 3]]), (hidden, mask)]:
+            for head, f in zip(heads, fast, strict=True):
+                (lg, sc), (flg, fsc) = head(h, m), f(h, m)
+                assert torch.equal(lg, flg) and (sc is None) == (fsc is None)
+                assert sc is None or torch.equal(sc, fsc)
+    # training mode or hooks: the module itself
+    heads[0].train()
+    heads[1].register_forward_hook(lambda *args: None)
+    fast = inference_heads(heads)
+    assert fast[0] is heads[0] and fast[1] is heads[1] and fast[2] is not heads[2]
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize(
+    "policy, never", [("confidence", 1.0), ("entropy", 0.0), ("patience", 4.0), ("learned", 1.0)]
+)
+def test_never_exit_threshold_skips_earlier_heads_with_the_same_outputs(
+    modules, tokenizer, method, policy, never
+):
+    module = modules[method]
+    clf = AdaptiveClassifier(module, tokenizer, temperatures=TEMPS, policy=policy)
+    texts = make_texts(9, seed=8)
+    logits, scores = reference(module, clf, texts)
+    expected = simulate_exits(logits, never, policy, np.asarray(TEMPS), scores)
+    assert (expected.exit_index == 3).all()
+    calls = []
+    clf.engine._heads = [
+        (lambda h, m, i=i, f=f: calls.append(i) or f(h, m)) for i, f in enumerate(clf.engine._heads)
+    ]
+    out = clf.predict(texts, threshold=never, batch_size=4)
+    np.testing.assert_array_equal(out.exit_index, expected.exit_index)
+    np.testing.assert_array_equal(out.label_ids, expected.predictions)
+    probs = softmax(logits[-1] / TEMPS[-1]).max(axis=1)
+    np.testing.assert_allclose(out.confidence, probs, atol=1e-5)
+    assert set(calls) == {3}
+
+
 def test_predict_rejects_bad_arguments(modules, tokenizer):
     clf = AdaptiveClassifier(modules["sweet"], tokenizer)
     with pytest.raises(ValueError, match="exactly one of threshold"):

@@ -10,11 +10,21 @@ again, as an independent model must.
 Exit decisions are made by the evaluation package's own policy code on float64 copies of the
 logits, with the same temperature and softmax arithmetic as `simulate_exits`, so the engine
 agrees with the simulation on cached logits row for row (tests/test_engine.py checks it).
+
+Per-exit overhead is kept small because at batch 1 it is paid once per exit per example: heads
+run through `heads.inference_heads` (bit-identical, fewer calls); the built-in per-exit
+policies (confidence, entropy, learned) see only the current exit (no history is stacked);
+one row with two classes is decided on Python floats with the same IEEE operations as the
+NumPy path; nothing is gathered or rebuilt when no row leaves; and at a threshold that lets
+no exit before the last answer (confidence/learned t >= 1, entropy t <= 0, patience p >=
+number of exits) those exits' heads (a cascade: its smaller members) are not run at all:
+only the last exit can answer, so the outputs are the same.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,7 +33,14 @@ import torch
 from torch import nn
 
 from sweet_lightning.evaluation import get_policy, softmax
-from sweet_lightning.evaluation.policies import ExitPolicy
+from sweet_lightning.evaluation.policies import (
+    ConfidencePolicy,
+    EntropyPolicy,
+    ExitPolicy,
+    LearnedPolicy,
+    PatiencePolicy,
+)
+from sweet_lightning.heads import PoolingCache, inference_heads
 from sweet_lightning.multi_exit import CascadeModel, MultiExitModel
 
 
@@ -68,10 +85,22 @@ class AdaptiveEngine:
             )
         self.device = next(net.parameters()).device
         self.bf16 = bf16
+        # built-in policies whose decision at exit i reads exit i alone (exact types: a subclass
+        # may look at the history); any other policy gets each row's whole history
+        kind = type(self.policy)
+        self._per_exit = kind in (ConfidencePolicy, EntropyPolicy, LearnedPolicy)
+        self._needs_scores = kind is LearnedPolicy or not self._per_exit
+        self._segments = [] if self.cascade else net.segments()
         if compile:
             # in place (nn.Module.compile keeps parameter names); dynamic: row count and length vary
             for module in self._compilable():
                 module.compile(dynamic=True)
+        # the heads' arithmetic without module-call overhead (bit-identical; compiled heads and
+        # heads with hooks keep their module): taken now, like eval() and compile above. Mean
+        # pooling's mask weights are shared by the heads within one run (cleared per run: the
+        # caller may refill a mask tensor in place between runs)
+        self._pooling = PoolingCache()
+        self._heads = inference_heads(heads, self._pooling)
 
     def _compilable(self) -> list[nn.Module]:
         nets = list(self.net.members) if self.cascade else [self.net]
@@ -89,11 +118,13 @@ class AdaptiveEngine:
         batch = {k: v.to(self.device) for k, v in batch.items() if k in _INPUT_KEYS and v is not None}
         size = batch["input_ids"].shape[0]
         out = _Collector(size)
+        self._pooling.clear()
         with torch.inference_mode(), self._autocast():
             if self.cascade:
                 self._run_cascade(batch, threshold, out)
             else:
                 self._run_early_exit(batch, threshold, out)
+        self._pooling.clear()
         return EngineOutput(out.exit_index, out.predictions, out.confidence)
 
     def run_full(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -103,28 +134,48 @@ class AdaptiveEngine:
         speedup (eq. 1: cost relative to L_M layers) and of the measured time fraction.
         """
         batch = {k: v.to(self.device) for k, v in batch.items() if k in _INPUT_KEYS and v is not None}
+        self._pooling.clear()
         with torch.inference_mode(), self._autocast():
             net = self.net.members[-1] if self.cascade else self.net
             enc, mask = net.encoder, batch["attention_mask"]
             hidden = enc.embed(batch["input_ids"], mask, batch.get("token_type_ids"))
             hidden = enc.run_layers(hidden, enc.context(hidden, mask), 0, net.exit_layers[-1])
-            return net.heads[-1](hidden, mask)[0].float()
+            return self._heads[-1](hidden, mask)[0].float()
+
+    def only_last_exit_answers(self, threshold: float) -> bool:
+        """Whether the policy lets no exit before the last answer at this threshold.
+
+        These are the exact ends of each built-in policy's range (see policies.py): confidence
+        and learned t >= 1, entropy t <= 0, patience p >= E (a run of agreeing exits ending at
+        exit i < E is at most i + 1 < E long). Custom policies: always False.
+        """
+        kind = type(self.policy)
+        if kind in (ConfidencePolicy, LearnedPolicy):
+            return threshold >= 1.0
+        if kind is EntropyPolicy:
+            return threshold <= 0.0
+        if kind is PatiencePolicy:
+            return threshold >= self.num_exits
+        return False
 
     # ---- the two ways of stopping ---------------------------------------------------------
     def _run_early_exit(self, batch: dict[str, torch.Tensor], threshold: float, out: _Collector) -> None:
-        net = self.net
-        enc = net.encoder
+        enc = self.net.encoder
         mask = batch["attention_mask"]
         hidden = enc.embed(batch["input_ids"], mask, batch.get("token_type_ids"))
         ctx = enc.context(hidden, mask)
         state = _RowState(hidden.shape[0])
-        for i, ((start, end), head) in enumerate(zip(net.segments(), net.heads, strict=True)):
+        last = self.num_exits - 1
+        first = last if self.only_last_exit_answers(threshold) else 0  # exits before it: layers only
+        for i, (start, end) in enumerate(self._segments):
             hidden = enc.run_layers(hidden, ctx, start, end)
-            logits, score = head(hidden, mask)
+            if i < first:
+                continue
+            logits, score = self._heads[i](hidden, mask)
             keep = self._decide(i, logits, score, threshold, state, out)
             if keep is None:
                 return
-            if keep.numel() < hidden.shape[0]:
+            if keep is not _EVERY_ROW:
                 hidden, mask = hidden[keep], mask[keep]
                 hidden, mask = _trim_padding(hidden, mask)
                 # the context is cheap to rebuild from the sub-batch's 2-D mask. DeBERTa's
@@ -135,14 +186,19 @@ class AdaptiveEngine:
     def _run_cascade(self, batch: dict[str, torch.Tensor], threshold: float, out: _Collector) -> None:
         state = _RowState(batch["input_ids"].shape[0])
         inputs = batch
+        first = self.num_exits - 1 if self.only_last_exit_answers(threshold) else 0
         for i, member in enumerate(self.net.members):
-            logits, scores = member(
-                inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids")
-            )
-            keep = self._decide(i, logits[0], scores[0], threshold, state, out)
+            if i < first:  # this member cannot answer: not run at all
+                continue
+            # the member's forward (MultiExitModel with one exit), with the engine's head
+            enc, mask = member.encoder, inputs["attention_mask"]
+            hidden = enc.embed(inputs["input_ids"], mask, inputs.get("token_type_ids"))
+            hidden = enc.run_layers(hidden, enc.context(hidden, mask), 0, member.exit_layers[0])
+            logits, score = self._heads[i](hidden, mask)
+            keep = self._decide(i, logits, score, threshold, state, out)
             if keep is None:
                 return
-            if keep.numel() < inputs["input_ids"].shape[0]:
+            if keep is not _EVERY_ROW:
                 inputs = {k: v[keep] for k, v in inputs.items()}
                 length = _real_length(inputs["attention_mask"])
                 if length is not None:
@@ -156,32 +212,118 @@ class AdaptiveEngine:
         threshold: float,
         state: _RowState,
         out: _Collector,
-    ) -> torch.Tensor | None:
-        """Record the rows that exit at exit i; return the batch positions that stay (None: none)."""
-        raw = logits.float().cpu().numpy().astype(np.float64)
+    ) -> torch.Tensor | slice | None:
+        """Record the rows that exit at exit i; return the batch positions that stay.
+
+        None: no row stays; `_EVERY_ROW`: no row left (nothing to gather); else an index tensor.
+        """
+        if logits.shape == (1, 2) and (self._per_exit or i == self.num_exits - 1):
+            decided = self._decide_one_binary(i, logits, score, threshold, state, out)
+            if decided is not _UNDECIDED:
+                return decided
+        if logits.dtype != torch.float32 or logits.device.type != "cpu":
+            logits = logits.float().cpu()
         # the same arithmetic as simulate_exits: logits / T in float64, then softmax
-        probs = softmax(raw / self.temperatures[i])
-        state.probs.append(probs)
-        if score is not None:
-            # sigmoid in float32 as the validation loop caches it, compared in float64 as simulated
-            state.scores.append(torch.sigmoid(score.float()).cpu().numpy().astype(np.float64))
+        # (np.divide with dtype float64 casts first, as astype would; x / 1.0 == x exactly)
+        temperature = self.temperatures[i]
+        raw = logits.numpy()  # predictions: argmax of the raw logits, as simulated
+        scaled = (
+            raw.astype(np.float64) if temperature == 1.0 else np.divide(raw, temperature, dtype=np.float64)
+        )
+        probs = softmax(scaled)
         if i == self.num_exits - 1:
-            leave = np.ones(raw.shape[0], dtype=bool)
+            leave = None  # the last exit answers whatever is left
+        elif self._per_exit:
+            # the policy on this exit alone ([1, B, C]): row for row what it computes on [E, N, C]
+            scores = _sigmoid64(score)[None] if self._needs_scores and score is not None else None
+            leave = self.policy.may_exit(probs[None], threshold, scores)[0]
         else:
             # the policy sees this row's whole history (patience counts agreeing exits)
+            state.probs.append(probs)
+            if score is not None:
+                state.scores.append(_sigmoid64(score))
             history = np.stack(state.probs)
             scores = np.stack(state.scores) if len(state.scores) == len(state.probs) else None
             leave = self.policy.may_exit(history, threshold, scores)[-1]
-        rows = state.rows[leave]
+        if leave is not None:
+            leaving = np.count_nonzero(leave)
+            if leaving == 0:
+                return _EVERY_ROW
+            if leaving < leave.size:
+                rows = state.rows[leave]
+                out.exit_index[rows] = i
+                out.predictions[rows] = raw[leave].argmax(axis=1)
+                out.confidence[rows] = probs[leave].max(axis=1)
+                stay = ~leave
+                state.keep(stay)
+                keep = torch.from_numpy(np.flatnonzero(stay))
+                return keep if self.device.type == "cpu" else keep.to(self.device)
+        rows = state.rows
         out.exit_index[rows] = i
-        out.predictions[rows] = raw[leave].argmax(axis=1)
-        out.confidence[rows] = probs[leave].max(axis=1)
-        if leave.all():
-            return None
-        stay = ~leave
-        state.keep(stay)
-        return torch.from_numpy(np.flatnonzero(stay)).to(self.device)
+        out.predictions[rows] = raw.argmax(axis=1)
+        out.confidence[rows] = probs.max(axis=1)
+        return None
 
+    def _decide_one_binary(
+        self,
+        i: int,
+        logits: torch.Tensor,
+        score: torch.Tensor | None,
+        threshold: float,
+        state: _RowState,
+        out: _Collector,
+    ) -> slice | None | object:
+        """`_decide` for one row and two classes, on Python floats: at batch 1 each NumPy call
+        costs microseconds (cold caches after a layer), more than the arithmetic.
+
+        The same IEEE operations in the same order as `softmax` and the built-in policies on
+        float64 arrays, so the same bits (tests/test_engine.py feeds it ties): x / T, x - max,
+        exp (NumPy's own, one call), e0 + e1 (a two-term sum has one rounding, whatever the
+        order), e / sum, max; entropy -(p0 log p0 + p1 log p1) with NumPy's log. Non-finite
+        logits return `_UNDECIDED` (NumPy's NaN handling then applies).
+        """
+        raw0, raw1 = logits.tolist()[0]  # float32 (or bf16) values as Python floats: exact
+        if not (math.isfinite(raw0) and math.isfinite(raw1)):
+            return _UNDECIDED
+        temperature = float(self.temperatures[i])
+        z0, z1 = (raw0, raw1) if temperature == 1.0 else (raw0 / temperature, raw1 / temperature)
+        peak = z0 if z0 >= z1 else z1
+        e0, e1 = np.exp((z0 - peak, z1 - peak)).tolist()
+        total = e0 + e1
+        p0, p1 = e0 / total, e1 / total
+        confidence = p0 if p0 >= p1 else p1
+        if i < self.num_exits - 1:
+            kind = type(self.policy)
+            if kind is ConfidencePolicy:
+                leave = threshold < 1.0 and (threshold <= 0.5 or confidence >= threshold)  # 1/C = 0.5
+            elif kind is EntropyPolicy:
+                leave = threshold > 0.0 and (threshold >= math.log(2) or _entropy2(p0, p1) <= threshold)
+            elif kind is LearnedPolicy and score is not None:
+                leave = threshold < 1.0 and float(torch.sigmoid(score.float())) >= threshold
+            else:
+                return _UNDECIDED
+            if not leave:
+                return _EVERY_ROW
+        row = state.rows[0]
+        out.exit_index[row] = i
+        out.predictions[row] = 1 if raw1 > raw0 else 0  # argmax: the first of equal maxima
+        out.confidence[row] = confidence
+        return None
+
+
+def _entropy2(p0: float, p1: float) -> float:
+    # EntropyPolicy's -sum(p * log(max(p, tiny))) for two classes
+    log0, log1 = np.log(np.maximum((p0, p1), np.finfo(np.float64).tiny)).tolist()
+    return -(p0 * log0 + p1 * log1)
+
+
+def _sigmoid64(score: torch.Tensor) -> np.ndarray:
+    # sigmoid in float32 as the validation loop caches it, compared in float64 as simulated
+    return torch.sigmoid(score.float()).cpu().numpy().astype(np.float64)
+
+
+_EVERY_ROW = slice(None)  # "all rows stay": as an index it would select them all
+_UNDECIDED = object()  # the one-row fast path leaves this case to the general one
 
 _INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
