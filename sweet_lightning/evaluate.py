@@ -69,6 +69,8 @@ def evaluate_run(run_dir: Path, **opts) -> dict[str, dict]:
     outputs = load_outputs(run_dir, results)
     calibration = opts.get("calibration", results.get("calibration", {}).get("source", "train_holdout"))
     if calibration == "train_holdout" and CALIBRATION_SPLIT not in outputs:
+        print(f"warning: {run_dir} has no logits_{CALIBRATION_SPLIT}.npz: temperatures are fitted on dev "
+              "(calibration=dev)", file=sys.stderr)
         calibration = "dev"
     evaluation = AdaptiveEvaluation(
         policy=opts.get("exit_policy", "confidence"),

@@ -73,3 +73,35 @@ def test_run_dir_without_logits(tmp_path, capsys):
 def test_not_a_run_dir(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert "results.json not found" in capsys.readouterr().err
+
+
+def test_evaluation_settings_fail_before_training():
+    with pytest.raises(ValueError, match="patience"):
+        AdaptiveEvaluation(policy="patience", thresholds=[0])
+    with pytest.raises(ValueError, match="num_thresholds"):
+        AdaptiveEvaluation(num_thresholds=0)
+    with pytest.raises(ValueError, match="policy_kwargs"):
+        AdaptiveEvaluation(policy="entropy", policy_kwargs={"colour": 1})
+    with pytest.raises(ValueError, match="speedup_points"):
+        AdaptiveEvaluation(speedup_points=[-0.5])
+
+
+def test_collapse_warning_names_exit_method_seed_and_remedy(caplog):
+    import logging
+
+    from sweet_lightning.evaluation.callback import warn_collapsed
+
+    module = type("M", (), {"method": "sweet", "lr": 3e-5, "hparams": {"exit_pooling": "cls"}})()
+    evaluation = {"dev": {"exits": [{"exit": 1, "layer": 1, "collapsed": True},
+                                    {"exit": 2, "layer": 6, "collapsed": False}]}}
+    with caplog.at_level(logging.WARNING):
+        flagged = warn_collapsed(module, evaluation, seed=3)
+    assert flagged == [{"split": "dev", "exit": 1, "layer": 1}]
+    (record,) = caplog.records
+    msg = record.getMessage()
+    assert "exit 1 (layer 1) of sweet" in msg and "seed 3" in msg and "exit_pooling=mean" in msg
+    module.hparams = {"exit_pooling": "mean"}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        warn_collapsed(module, evaluation, seed=3)
+    assert "exit_pooling=mean" not in caplog.records[0].getMessage()

@@ -68,18 +68,20 @@ def test_same_seed_same_scores(glue_path, tmp_path):
     assert scores[0] == scores[1]
 
 
-def test_methods_and_models_with_same_seed_train_on_the_same_sample(glue_path):
+@pytest.mark.parametrize(("task", "expected_train"), [("sst2", 6000), ("mrpc", 3668 - 300)])
+def test_methods_and_models_with_same_seed_train_on_the_same_sample(glue_path, task, expected_train):
+    """SST-2's pool (67K) gives a 6K draw; MRPC's (3.7K) is smaller, so the rest of it trains."""
     from sweet_lightning.train import build_datamodule
 
     indices = []
     for overrides in (["method=sweet", "model=tiny_bert"], ["method=cascade", "model=minilm_l6"]):
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=[*overrides, "task=glue/mrpc", "seed=3", f"data.glue_dir={glue_path}"])
+            cfg = compose("train", overrides=[*overrides, f"task=glue/{task}", "seed=3", f"data.glue_dir={glue_path}"])
         dm = build_datamodule(cfg)
         dm.setup("fit")
         indices.append((dm.train_indices.tolist(), dm.calibration_indices.tolist()))
     assert indices[0] == indices[1]
-    assert len(indices[0][0]) == 3668 - 300  # MRPC's pool is smaller than 6000: the rest of it trains
+    assert len(indices[0][0]) == expected_train and len(indices[0][1]) == 300
 
 
 def test_offline_hub_model_is_a_one_line_error(glue_path, tmp_path):

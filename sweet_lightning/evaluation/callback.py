@@ -34,7 +34,17 @@ class AdaptiveEvaluation(L.Callback):
         policy_kwargs: dict | None = None,
         seed: int | None = None,
     ):
-        get_policy(policy)  # unknown policy: fail before training, not after
+        # bad evaluation settings fail before training, not after the first epoch
+        try:
+            checker = get_policy(policy, **dict(policy_kwargs or {}))
+        except TypeError as err:
+            raise ValueError(f"evaluation.policy_kwargs={policy_kwargs} do not fit exit_policy={policy}: {err}") from err
+        for t in thresholds or ():
+            checker.check_threshold(t)
+        if int(num_thresholds) < 1:
+            raise ValueError(f"evaluation.num_thresholds={num_thresholds} must be >= 1 (default 11).")
+        if speedup_points is not None and any(not 0 < float(x) for x in speedup_points):
+            raise ValueError(f"evaluation.speedup_points={list(speedup_points)} must all be > 0, e.g. [0.25, 0.5, 1].")
         if calibration not in CALIBRATION_SOURCES:
             raise ValueError(f"calibration={calibration!r}: use calibration=train_holdout or calibration=dev.")
         self.policy = policy
@@ -102,11 +112,17 @@ def warn_collapsed(module, evaluation: dict[str, dict], seed: int | None = None,
                 if warn:
                     log.warning(
                         "exit %d (layer %d) of %s did not learn on %s: it predicts one class or scores the "
-                        "majority-class baseline (seed %s, lr %s). Try another lr or seed, or "
-                        "model.exit_pooling=mean.",
-                        e["exit"], e["layer"], module.method, split, seed, module.lr,
+                        "majority-class baseline (seed %s, lr %s). %s",
+                        e["exit"], e["layer"], module.method, split, seed, module.lr, remedy(module),
                     )
     return flagged
+
+
+def remedy(module) -> str:
+    pooling = getattr(module, "hparams", {}).get("exit_pooling", "cls")
+    if pooling == "mean":
+        return "Try another lr or seed."
+    return "Try another lr or seed, or model.exit_pooling=mean."
 
 
 def log_curve_table(trainer: L.Trainer, res: dict) -> None:

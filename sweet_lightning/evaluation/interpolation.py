@@ -10,8 +10,9 @@ Both readings use the same piecewise-linear function through the curve's points:
   last exit is the full backbone) by the trapezoid rule and divides by hi - lo, so it is in
   score units (a flat curve at 0.8 has AUC 0.8). A curve that does not span the interval is
   extended flat from its nearest end point (clamp), and auc_coverage reports how much of the
-  interval the curve really covers. Cascade points above hi are ignored here but stay in the
-  curve.
+  interval the curve really covers. The curve is cut at hi: its score at hi is interpolated
+  between the neighbouring points (for a cascade, usually one below and one above 1), and the
+  part beyond hi does not enter the area; those points stay in the curve output.
 """
 
 from __future__ import annotations

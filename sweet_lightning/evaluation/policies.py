@@ -137,7 +137,7 @@ class LearnedPolicy(ExitPolicy):
 
     def may_exit(self, probs: np.ndarray, threshold: float, exit_scores: np.ndarray | None) -> np.ndarray:
         if exit_scores is None:
-            raise ValueError("the learned policy needs exit_scores [exits, examples]")
+            raise ValueError("the learned policy needs exit_scores [exits, examples]: train with exit_policy=learned")
         if exit_scores.shape != probs.shape[:2]:
             raise ValueError(f"exit_scores must have shape {probs.shape[:2]}, got {exit_scores.shape}")
         if threshold >= 1.0:
