@@ -4,8 +4,8 @@
     python -m sweet_lightning.predict <run_dir> input=texts.jsonl target_speedup=0.5
 
 Options (key=value): input (required; .tsv/.csv/.jsonl with the task's text columns),
-output (default: stdout), threshold or target_speedup (one of them), policy (default: the
-run's, else confidence), batch_size (32), device (cpu), max_length (the run's, else 512),
+output (default: stdout), threshold, target_speedup or target_drop (one of them), policy (default: the
+run's, else confidence), batch_size (32), device (cpu), max_length (the run's or checkpoint's, else 512),
 bf16 (false), compile (false).
 
 Each output line: {"label", "label_id", "exit" (1-based), "exit_layer", "confidence"}.
@@ -24,6 +24,7 @@ OPTIONS = {
     "output": str,
     "threshold": float,
     "target_speedup": float,
+    "target_drop": float,
     "policy": str,
     "batch_size": int,
     "device": str,
@@ -70,8 +71,10 @@ def parse_args(argv: list[str]) -> tuple[str, dict]:
             raise UsageError(f"{key}={value} is not a valid {kind.__name__}") from err
     if "input" not in options:
         raise UsageError("missing input=<file>: a .tsv, .csv or .jsonl file with the task's text columns")
-    if ("threshold" in options) == ("target_speedup" in options):
-        raise UsageError("give exactly one of threshold=<t> (e.g. 0.8) or target_speedup=<s> (e.g. 0.5)")
+    if sum(k in options for k in ("threshold", "target_speedup", "target_drop")) != 1:
+        raise UsageError(
+            "give exactly one of threshold=<t> (e.g. 0.8), target_speedup=<s> (e.g. 0.5) or target_drop=<d> (e.g. 0.01)"
+        )
     return paths[0], options
 
 
@@ -100,6 +103,7 @@ def run(argv: list[str]) -> int:
             texts,
             threshold=opts.get("threshold"),
             target_speedup=opts.get("target_speedup"),
+            target_drop=opts.get("target_drop"),
             batch_size=opts.get("batch_size", 32),
             progress=len(texts) >= PROGRESS_MIN_ROWS,
         )

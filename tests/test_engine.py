@@ -401,6 +401,38 @@ def test_target_speedup_picks_the_fastest_threshold_not_above_target(
         clf.threshold_for_speedup(0.1)  # everyone at exit 1 already costs 1/6
 
 
+def test_target_drop_picks_the_fastest_threshold_within_the_drop(modules, checkpoints, tmp_path):
+    from sweet_lightning.evaluation import speed_accuracy_curve
+
+    module = modules["early_exit"]
+    run, logits, labels = make_run_dir(tmp_path, module, checkpoints["early_exit"], True)
+    # make exit 4 the best classifier, so that exiting early costs score
+    logits[3, np.arange(labels.size), labels] += 3.0
+    np.savez_compressed(run / "logits_calibration.npz", logits=logits, labels=labels)
+    clf = AdaptiveClassifier.from_checkpoint(run)
+    grid = get_policy("confidence").default_thresholds(4, 2, 201)
+    curve = speed_accuracy_curve(logits, labels, module.exit_layers, module.num_layers, kind="early_exit",
+                                 metric="accuracy", thresholds=grid, temperatures=np.asarray(TEMPS))
+    full = [p for p in curve.points if p.exit_fractions[-1] == 1.0][0].score
+    for drop in (0.0, 0.05, 0.2):
+        t = clf.threshold_for_drop(drop)
+        point = next(p for p in curve.points if p.threshold == t)
+        allowed = [p.speedup for p in curve.points if p.score >= full - drop]
+        assert point.score >= full - drop and point.speedup == min(allowed)
+    assert clf.threshold_for_drop(0.2) <= clf.threshold_for_drop(0.0)
+    out = clf.predict(make_texts(4), target_drop=0.05)
+    assert out.threshold == clf.threshold_for_drop(0.05)
+    with pytest.raises(ValueError, match="target_drop must be >= 0"):
+        clf.threshold_for_drop(-1)
+
+
+def test_bare_checkpoint_keeps_the_training_length(checkpoints, tmp_path):
+    ckpt = torch.load(checkpoints["sweet"], map_location="cpu", weights_only=False)
+    ckpt["datamodule_hyper_parameters"] = {"max_seq_length": 77}
+    torch.save(ckpt, tmp_path / "x.ckpt")
+    assert AdaptiveClassifier.from_checkpoint(tmp_path / "x.ckpt").max_length == 77
+
+
 def test_text_columns_accept_glue_or_hub_names(tmp_path):
     mrpc, mnli = get_task("mrpc"), get_task("mnli")
     assert text_columns(["#1 String", "#2 String", "Quality"], mrpc) == ("#1 String", "#2 String")

@@ -176,6 +176,26 @@ class AdaptiveClassifier:
         best = max(reachable, key=lambda p: (p.speedup, -math.inf if math.isnan(p.score) else p.score))
         return best.threshold
 
+    def threshold_for_drop(self, max_drop: float) -> float:
+        """The fastest threshold whose calibration score is at most `max_drop` below the score of
+        running every example to the last exit (a score drop in the task metric's units, e.g. 0.01)."""
+        max_drop = float(max_drop)
+        if not max_drop >= 0:
+            raise ValueError(f"target_drop must be >= 0 (e.g. target_drop=0.01), got {max_drop}")
+        calib = self.calibration()
+        num_exits, _, num_classes = calib.logits.shape
+        curve = speed_accuracy_curve(
+            calib.logits, calib.labels, self.exit_layers, self.num_layers, kind=self.kind,
+            metric=self.task.metric, policy=self.policy,
+            thresholds=self.policy.default_thresholds(num_exits, num_classes, THRESHOLD_GRID),
+            temperatures=self.temperatures, exit_scores=calib.exit_scores,
+        )
+        # the reference: every example answered by the last exit (the slowest point of the curve)
+        full = max(curve.points, key=lambda p: (p.exit_fractions[-1], p.speedup))
+        ok = [p for p in curve.points if not math.isnan(p.score) and p.score >= full.score - max_drop]
+        best = min(ok, key=lambda p: (p.speedup, -p.score))
+        return best.threshold
+
     # ---- prediction ---------------------------------------------------------------------
     def predict(
         self,
@@ -184,14 +204,22 @@ class AdaptiveClassifier:
         target_speedup: float | None = None,
         batch_size: int = 32,
         progress: bool = False,
+        target_drop: float | None = None,
     ) -> Predictions:
-        """Classify texts (pairs as 2-tuples for two-sentence tasks) with early exits."""
-        if (threshold is None) == (target_speedup is None):
-            raise ValueError("give exactly one of threshold= (e.g. 0.8) or target_speedup= (e.g. 0.5)")
+        """Classify texts (pairs as 2-tuples for two-sentence tasks) with early exits.
+
+        Give one of: `threshold`; `target_speedup` (fastest threshold not above that speedup on the
+        calibration logits); `target_drop` (fastest threshold losing at most that much score there)."""
+        if sum(x is not None for x in (threshold, target_speedup, target_drop)) != 1:
+            raise ValueError(
+                "give exactly one of threshold= (e.g. 0.8), target_speedup= (e.g. 0.5) or target_drop= (e.g. 0.01)"
+            )
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if target_speedup is not None:
             threshold = self.threshold_for_speedup(target_speedup)
+        if target_drop is not None:
+            threshold = self.threshold_for_drop(target_drop)
         threshold = self.policy.check_threshold(threshold)
         encodings = self.tokenize(texts)
         n = len(encodings)

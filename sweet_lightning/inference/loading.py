@@ -105,6 +105,8 @@ def _from_checkpoint_file(path: Path, results: dict | None = None) -> RunSource:
         )
     config = results.get("config") or {}
     max_length = config.get("max_seq_length") if isinstance(config, dict) else None
+    if not max_length:  # a bare .ckpt: Lightning keeps the datamodule's arguments beside the weights
+        max_length = (ckpt.get("datamodule_hyper_parameters") or {}).get("max_seq_length")
     return RunSource(
         checkpoint=path,
         method=method,
