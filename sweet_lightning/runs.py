@@ -19,6 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
@@ -158,3 +159,19 @@ def pin_ddp_relaunch(out: Path) -> None:
         dist.destroy_process_group()
     for key in _DDP_ENV:
         os.environ.pop(key, None)
+
+
+class SweepSummary(HydraCallback):
+    """Hydra callback: when a multirun ends, say how many jobs completed and name the failed ones,
+    so a sweep that went on past failures does not look like a clean one."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        statuses: dict[str, list[str]] = {}
+        for path in sorted(sweep.glob("*/results.json")):
+            status = (read_results(path.parent) or {}).get("status", "unreadable")
+            statuses.setdefault(status, []).append(path.parent.name)
+        counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(statuses.items())) or "no results"
+        log.info("sweep %s: %s", sweep, counts)
+        for name in statuses.get("failed", []):
+            log.warning("failed job: %s (see its results.json)", sweep / name)

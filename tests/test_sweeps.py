@@ -63,6 +63,9 @@ def test_multirun_survives_a_failing_job_and_skips_completed_ones(glue_path, tmp
         (2, -1): "failed",
     }
     assert "train_size=-1" in by_args[(1, -1)]["error"]
+    # the sweep says it was not clean: counts, and the failed jobs by name
+    assert "2 completed, 2 failed" in first.stdout + first.stderr
+    assert (first.stdout + first.stderr).count("failed job:") == 2
     statuses = [results(j)["status"] for j in jobs]
     completed = [j for j in jobs if results(j)["status"] == "completed"]
     done = {j: (j / "results.json").stat().st_mtime_ns for j in completed}
