@@ -262,3 +262,16 @@ def test_notebook_draws_a_saved_report(sweep: Path, tmp_path: Path, monkeypatch)
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_chosen_lr_with_fewer_seeds_is_noted():
+    import pandas as pd
+
+    from sweet_lightning.report.selection import uneven_seed_notes
+
+    search = pd.DataFrame([
+        {"model": "m", "method": "sweet", "task": "rte", "lr": 1e-5, "n": 3, "chosen": False},
+        {"model": "m", "method": "sweet", "task": "rte", "lr": 2e-5, "n": 1, "chosen": True},
+        {"model": "m", "method": "early_exit", "task": "rte", "lr": 1e-5, "n": 3, "chosen": True},
+    ])
+    assert uneven_seed_notes(search) == ["sweet/m/rte: chosen lr 2e-05 has 1 completed seed(s), another lr has 3"]

@@ -9,7 +9,7 @@ from . import aggregate, tables
 from .collect import Run, count_statuses
 from .figures import write_figures
 from .markdown import ReportInputs, render
-from .selection import chosen_lrs, lr_search
+from .selection import chosen_lrs, lr_search, uneven_seed_notes
 
 
 def summary_line(runs: Sequence[Run]) -> str:
@@ -24,6 +24,7 @@ def write_report(runs: Sequence[Run], out: Path, sources: Sequence[Path], speedu
     search = lr_search(runs)
     chosen = chosen_lrs(search)
     summary, notes = aggregate.summaries(aggregate.observations(runs, chosen, speedups))
+    notes = [*uneven_seed_notes(search), *notes]
     frames = {
         "runs.csv": tables.runs_table(runs, chosen, sources),
         "chosen_lr.csv": tables.chosen_lr_table(search),

@@ -39,3 +39,19 @@ def lr_search(runs: Sequence[Run]) -> pd.DataFrame:
 def chosen_lrs(search: pd.DataFrame) -> dict[GroupKey, float]:
     picked = search[search["chosen"]]
     return {(r.model, r.method, r.task): float(r.lr) for r in picked.itertuples()}
+
+
+def uneven_seed_notes(search: pd.DataFrame) -> list[str]:
+    """Groups whose chosen lr rests on fewer seeds than another lr of the group: its mean AUC is
+    less certain than the ones it beat, so the report says so."""
+    notes = []
+    for (model, method, task), group in search.groupby(["model", "method", "task"]):
+        chosen = group[group["chosen"]]
+        if chosen.empty:
+            continue
+        n_chosen, n_max = int(chosen["n"].iloc[0]), int(group["n"].max())
+        if n_chosen < n_max:
+            lr = float(chosen["lr"].iloc[0])
+            notes.append(f"{method}/{model}/{task}: chosen lr {lr:g} has {n_chosen} completed seed(s), "
+                         f"another lr has {n_max}")
+    return notes
