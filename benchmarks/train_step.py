@@ -21,10 +21,12 @@ import statistics
 import time
 
 import torch
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from sweet_lightning.methods import METHODS
 from sweet_lightning.models import resolve_pretrained
+
+BERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}
 
 
 def make_batches(n: int, batch_size: int, seq_len: int, vocab: int) -> list[dict[str, torch.Tensor]]:
@@ -58,21 +60,31 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--foreach", action="store_true", help="AdamW(foreach=True) for every contender")
+    p.add_argument("--bert-base-size", action="store_true",
+                   help="randomly initialised BERT-base dimensions (12 layers, 768 hidden) instead of the "
+                   "checkpoint's, e.g. with --exits 1,4,6,12: the paper's setting, offline")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     exits = [int(x) for x in args.exits.split(",")]
     torch.manual_seed(0)
 
-    hf = AutoModelForSequenceClassification.from_pretrained(resolve_pretrained(args.model), num_labels=2)
+    overrides = BERT_BASE if args.bert_base_size else None
+    if overrides:
+        config = AutoConfig.from_pretrained(resolve_pretrained(args.model), num_labels=2, **overrides)
+        hf = AutoModelForSequenceClassification.from_config(config)
+    else:
+        hf = AutoModelForSequenceClassification.from_pretrained(resolve_pretrained(args.model), num_labels=2)
     hf.train()
-    contenders = {"hf_plain": step_fn(hf, torch.optim.AdamW(hf.parameters(), lr=2e-5),
+    contenders = {"hf_plain": step_fn(hf, torch.optim.AdamW(hf.parameters(), lr=2e-5, foreach=args.foreach or None),
                                       lambda m, b: m(**b).loss)}
     for name, cls in METHODS.items():
-        module = cls(task="rte", pretrained=args.model, exit_layers=exits)
+        module = cls(task="rte", pretrained=args.model, exit_layers=exits, random_init=bool(overrides),
+                     config_overrides=overrides)
         module.train()
         module.log = lambda *a, **k: None
-        contenders[name] = step_fn(module, torch.optim.AdamW(module.parameters(), lr=2e-5),
+        contenders[name] = step_fn(module, torch.optim.AdamW(module.parameters(), lr=2e-5, foreach=args.foreach or None),
                                    lambda m, b: m.training_step(b, 0))
     num_layers = hf.config.num_hidden_layers
     batches = make_batches(args.steps, args.batch_size, args.seq_len, hf.config.vocab_size)
@@ -94,7 +106,7 @@ def main() -> None:
     median = {name: statistics.median(t) for name, t in times.items()}
     base = median["hf_plain"]
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch "
-          f"{torch.__version__}; model {args.model}, exits {exits}, batch {args.batch_size}x{args.seq_len}, "
+          f"{torch.__version__}; model {args.model}{' (BERT-base size, random)' if overrides else ''}, exits {exits}, batch {args.batch_size}x{args.seq_len}, "
           f"{n} steps each, median ms per step (forward, backward, AdamW step)")
     print(f"{'method':<12}{'ms/step':>10}{'ratio_to_hf':>14}{'target':>10}")
     cascade_target = 1.05 * sum(exits) / num_layers
