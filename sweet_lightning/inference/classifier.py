@@ -144,18 +144,11 @@ class AdaptiveClassifier:
         self._calibration = calib
         return calib
 
-    def threshold_for_speedup(self, target: float) -> float:
-        """The threshold whose simulated speedup on the calibration logits is the largest <= target.
-
-        Candidates are a fine grid over the policy's range (patience: 1..E); among equal
-        speedups the one scoring best on the calibration labels wins.
-        """
-        target = float(target)
-        if not target > 0:
-            raise ValueError(f"target_speedup must be > 0 (e.g. target_speedup=0.5), got {target}")
+    def calibration_curve(self):
+        """The policy's speed-accuracy curve on the calibration logits, over a fine threshold grid."""
         calib = self.calibration()
         num_exits, _, num_classes = calib.logits.shape
-        curve = speed_accuracy_curve(
+        return speed_accuracy_curve(
             calib.logits,
             calib.labels,
             self.exit_layers,
@@ -167,6 +160,18 @@ class AdaptiveClassifier:
             temperatures=self.temperatures,
             exit_scores=calib.exit_scores,
         )
+
+    def threshold_for_speedup(self, target: float) -> float:
+        """The threshold whose simulated speedup on the calibration logits is the largest <= target.
+
+        Candidates are a fine grid over the policy's range (patience: 1..E); among equal
+        speedups the one scoring best on the calibration labels wins.
+        """
+        target = float(target)
+        if not target > 0:
+            raise ValueError(f"target_speedup must be > 0 (e.g. target_speedup=0.5), got {target}")
+        calib = self.calibration()
+        curve = self.calibration_curve()
         reachable = [p for p in curve.points if p.speedup <= target]
         if not reachable:
             raise ValueError(
@@ -182,14 +187,7 @@ class AdaptiveClassifier:
         max_drop = float(max_drop)
         if not max_drop >= 0:
             raise ValueError(f"target_drop must be >= 0 (e.g. target_drop=0.01), got {max_drop}")
-        calib = self.calibration()
-        num_exits, _, num_classes = calib.logits.shape
-        curve = speed_accuracy_curve(
-            calib.logits, calib.labels, self.exit_layers, self.num_layers, kind=self.kind,
-            metric=self.task.metric, policy=self.policy,
-            thresholds=self.policy.default_thresholds(num_exits, num_classes, THRESHOLD_GRID),
-            temperatures=self.temperatures, exit_scores=calib.exit_scores,
-        )
+        curve = self.calibration_curve()
         # the reference: every example answered by the last exit (the slowest point of the curve)
         full = max(curve.points, key=lambda p: (p.exit_fractions[-1], p.speedup))
         ok = [p for p in curve.points if not math.isnan(p.score) and p.score >= full.score - max_drop]
