@@ -130,10 +130,11 @@ def lightning_parts(cfg: DictConfig):
     return datamodule, build_module(cfg), EpochSeeding(cfg.seed)
 
 
-def lightning_trainer(cfg: DictConfig, callbacks: list) -> L.Trainer:
+def lightning_trainer(cfg: DictConfig, callbacks: list, **kwargs) -> L.Trainer:
+    """cfg.trainer as train.py instantiates it, without loggers or checkpoints; kwargs override it."""
     from hydra.utils import instantiate
 
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=False, enable_checkpointing=False)
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=False, enable_checkpointing=False, **kwargs)
 
 
 def quiet() -> None:
@@ -144,7 +145,8 @@ def quiet() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+    # untrained exits warn that they predict one class: true of any short timing run, not news
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "sweet_lightning.evaluation"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="lightning")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")

