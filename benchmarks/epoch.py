@@ -26,12 +26,14 @@ that torch AdamW implementation on both sides.
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import statistics
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 
@@ -202,7 +204,7 @@ def trainer_epoch(args, task: str, padding: str) -> Epoch:
 
 def tokens_only(args, task: str, grouping: bool) -> None:
     """Padded and real tokens of one training epoch per side and padding policy (no training)."""
-    from sweet_lightning.seeding import epoch_seed
+    from sweet_lightning.seeding import EpochSeeding
 
     print(
         f"{'contender':<12}{'padding':<9}{'batches':>9}{'padded_tokens':>15}{'real_tokens':>13}{'padding%':>10}"
@@ -216,9 +218,10 @@ def tokens_only(args, task: str, grouping: bool) -> None:
             loaders = {"trainer": hf_trainer(args, cfg, datamodule, padding, run_dir).get_train_dataloader()}
             if grouping or padding == "random":
                 loader = datamodule.train_dataloader()
-                sampler = getattr(loader, "sampler", None)
-                if hasattr(sampler, "generator"):  # as EpochSeeding sets it for epoch 0
-                    sampler.generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, 0))
+                # the batches of a fit's first epoch: EpochSeeding seeds the sampler at its start
+                EpochSeeding(cfg.seed).on_train_epoch_start(
+                    SimpleNamespace(train_dataloader=loader, current_epoch=0), None
+                )
                 loaders["ours"] = loader
             for side, loader in loaders.items():
                 batches = [b for b in loader]
@@ -258,6 +261,7 @@ def run_task(args, task: str) -> None:
                 results[(name, padding)].append(trainer_epoch(args, task, padding))
             else:
                 results[(name, padding)].append(ours_epoch(args, task, name, padding, grouping))
+            gc.collect()  # the finished fit's model and optimizer state, before the next contender
             e = results[(name, padding)][-1]
             print(f"#   round {r + 1}: {name:<10} {padding:<8} {e.seconds:8.1f} s", flush=True)
     median = {c: statistics.median(e.seconds for e in runs) for c, runs in results.items()}
