@@ -46,8 +46,7 @@ def test_cascade_members_as_plain_hf_models_are_the_members_alone():
         for name, value in ours.items():
             assert torch.equal(value, theirs[name]), name
         assert torch.equal(hf.classifier.weight, member.heads[0].classifier.weight)
-        cascade_ptrs = {p.data_ptr() for p in cascade.parameters()}
-        assert not cascade_ptrs & {p.data_ptr() for p in hf.parameters()}
+        assert not {p.data_ptr() for p in cascade.parameters()} & {p.data_ptr() for p in hf.parameters()}
         with torch.no_grad():
             hf_logits = hf.eval()(**batch).logits
         torch.testing.assert_close(hf_logits, logits)
