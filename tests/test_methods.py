@@ -78,11 +78,23 @@ def test_early_exit_loss_reaches_every_layer_below_its_classifier():
     assert nonzero(grads["net.encoder.model.embeddings.word_embeddings.weight"])
 
 
-def test_sweet_shared_pooler_receives_every_exit():
-    module = SweetModule(**TINY, shared_pooler=True)
-    assert module.net.heads[0].pooler is module.net.heads[3].pooler
+@pytest.mark.parametrize("cls", [SweetModule, EarlyExitModule])
+def test_shared_pooler_is_one_object_receiving_every_exit(cls):
+    module = cls(**TINY, shared_pooler=True)
+    assert all(head.pooler is module.net.heads[0].pooler for head in module.net.heads)
     grads = grads_of_exit(module, 3)
     assert nonzero(grads["net.heads.0.pooler.dense.weight"])
+    separate = cls(**TINY, shared_pooler=False)
+    assert len({id(head.pooler) for head in separate.net.heads}) == len(separate.net.heads)
+
+
+@pytest.mark.parametrize("method", ["early_exit", "sweet"])
+def test_method_configs_offer_shared_pooler_off_by_default(method):
+    from omegaconf import OmegaConf
+
+    from tests.conftest import CONF_DIR
+
+    assert OmegaConf.load(CONF_DIR / "method" / f"{method}.yaml").shared_pooler is False
 
 
 def test_cascade_models_share_no_parameter_and_losses_stay_in_their_model():

@@ -7,8 +7,9 @@ Accepted sources:
 - a bare Lightning `.ckpt`: temperatures are 1 and the policy is confidence. The method is
   read from `checkpoint["sweet_lightning"]["method"]` (written by `AdaptiveModule`); older
   checkpoints fall back to the state dict: `net.members.*` means cascade, otherwise the
-  network is a `MultiExitModel`, loaded as SWEET when its hyperparameters carry SWEET's
-  `shared_pooler` and as Early-Exit otherwise. Early-Exit and SWEET differ only in training
+  network is a `MultiExitModel`, loaded as SWEET when its hyperparameters carry
+  `shared_pooler` (then SWEET's key only; Early-Exit took it later, and its checkpoints store
+  the method) and as Early-Exit otherwise. Early-Exit and SWEET differ only in training
   (SWEET cuts gradients between segments), so their inference is the same either way.
 """
 
