@@ -236,11 +236,16 @@ def test_decisions_equal_simulation_on_the_same_logits_even_at_ties(modules, pol
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
-def test_inference_heads_are_bit_identical_to_the_modules(pooling):
+@pytest.mark.parametrize("style", [("tanh", 0.0), ("gelu", 0.2)])  # BERT's pooler, DeBERTa's
+def test_inference_heads_are_bit_identical_to_the_modules(pooling, style):
     from sweet_lightning.heads import ExitHead, Pooler, inference_heads
 
     torch.manual_seed(0)
-    heads = [ExitHead(16, 3, Pooler(16, pooling), 0.1, learned_exit=i % 2 == 0).eval() for i in range(3)]
+    activation, dropout = style
+    heads = [
+        ExitHead(16, 3, Pooler(16, pooling, activation=activation, dropout=dropout), 0.1, i % 2 == 0).eval()
+        for i in range(3)
+    ]
     fast = inference_heads(heads)
     assert all(f is not h for f, h in zip(fast, heads, strict=True))
     hidden = torch.randn(5, 7, 16)
