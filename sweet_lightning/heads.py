@@ -99,8 +99,8 @@ def inference_heads(
     At batch 1 a head's module calls and mask handling cost about as much as its arithmetic,
     and the engine pays that at every exit. Each callable runs the same operations on the
     same tensors as `ExitHead.forward` (pool, dense, activation, exit scorer, classifier;
-    dropout is the identity in eval mode), so the outputs are the same bits, but without the module-call
-    machinery, and mean pooling's float mask and token counts are built once per attention
+    dropout is the identity in eval mode), so the outputs are the same bits, but without the
+    module-call machinery, and mean pooling's float mask and token counts are built once per attention
     mask and shared by all heads (as `pool` builds them; the mask is recognised by identity,
     so `cache.clear()` before inputs that may have been changed in place). Only plain heads
     qualify: a subclass, replaced submodules, hooks, a compiled head or training mode keep the

@@ -63,7 +63,8 @@ class MultiExitModel(nn.Module):
 
         shared = new_pooler() if shared_pooler else None
         self.heads = nn.ModuleList(
-            ExitHead(hidden, num_labels, shared or new_pooler(), dropout, learned_exit) for _ in self.exit_layers
+            ExitHead(hidden, num_labels, shared or new_pooler(), dropout, learned_exit)
+            for _ in self.exit_layers
         )
         # the checkpoint's own pooler is replaced by the heads' copies
         if getattr(encoder.model, "pooler", None) is not None:

@@ -116,7 +116,8 @@ def run(argv: list[str]) -> int:
         Path(opts["output"]).write_text(lines)
     print(
         f"{len(out)} predictions, threshold {out.threshold:.4g} ({clf.policy.name}), "
-        f"speedup {out.speedup:.3f} (layers run / all {clf.num_layers}), {'bf16' if clf.engine.bf16 else 'float32'}",
+        f"speedup {out.speedup:.3f} (layers run / all {clf.num_layers}), "
+        f"{'bf16' if clf.engine.bf16 else 'float32'}",
         file=sys.stderr,
     )
     return 0

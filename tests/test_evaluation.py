@@ -327,7 +327,9 @@ def test_evaluate_logits_is_json_and_complete() -> None:
     json.dumps(report, allow_nan=False)
     assert report["policy"] == "confidence" and report["temperature_source"] == "fitted"
     assert [e["layer"] for e in report["exits"]] == LAYERS
-    assert set(report["exits"][0]) == {"exit", "layer", "score", "accuracy", "f1", "collapsed", "temperature_at_bound"}
+    assert set(report["exits"][0]) == {
+        "exit", "layer", "score", "accuracy", "f1", "collapsed", "temperature_at_bound"
+    }
     assert len(report["curve"]) == 11
     speedups = [p["speedup"] for p in report["curve"]]
     assert speedups == sorted(speedups) and speedups[0] == 1 / 12 and speedups[-1] == 1.0

@@ -63,7 +63,9 @@ def tiny_encoder(family: str, **config):
 
     from sweet_lightning.backbone import SegmentedEncoder
 
-    small = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, vocab_size=50)
+    small = dict(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, vocab_size=50
+    )
     make = {"bert": BertConfig, "deberta-v2": DebertaV2Config}[family]
     return SegmentedEncoder(AutoModel.from_config(make(**small, **config)))
 

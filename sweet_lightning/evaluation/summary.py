@@ -49,8 +49,8 @@ def evaluate_logits(
     Temperatures: pass them, or pass calibration logits+labels to fit them (not both); with
     neither, no scaling is applied (all 1.0). Each exit's `temperature_at_bound` says whether
     its temperature sits at the fit's search bound ("lower": the exit always fires, "upper":
-    it never does; null otherwise); a fit that lands there warns, naming the exit. Scores in "at_speedup" are null where the curve
-    does not reach that speedup.
+    it never does; null otherwise); a fit that lands there warns, naming the exit. Scores in
+    "at_speedup" are null where the curve does not reach that speedup.
     """
     logits = check_logits(logits)
     labels = check_labels(labels, logits)
@@ -132,15 +132,16 @@ def warn_bound_hits(at_bound: Sequence[str | None], layers: Sequence[int]) -> No
     for i, (side, layer) in enumerate(zip(at_bound, layers, strict=True), start=1):
         if side == "lower":
             warnings.warn(
-                f"exit {i} (layer {layer}): fitted temperature at the search bound T_MIN={T_MIN:g} (its logits "
-                "separate the calibration split), so its tempered confidence is ~1 and it answers every example "
-                "at any confidence threshold below 1",
+                f"exit {i} (layer {layer}): fitted temperature at the search bound T_MIN={T_MIN:g} "
+                "(its logits separate the calibration split), so its tempered confidence is ~1 and "
+                "it answers every example at any confidence threshold below 1",
                 stacklevel=3,
             )
         elif side == "upper":
             warnings.warn(
-                f"exit {i} (layer {layer}): fitted temperature at the search bound T_MAX={T_MAX:g} (its logits do "
-                "worse than uniform on the calibration split), so its tempered probabilities are ~uniform and it "
-                "answers no example at any confidence threshold above 1/#classes",
+                f"exit {i} (layer {layer}): fitted temperature at the search bound T_MAX={T_MAX:g} "
+                "(its logits do worse than uniform on the calibration split), so its tempered "
+                "probabilities are ~uniform and it answers no example at any confidence threshold "
+                "above 1/#classes",
                 stacklevel=3,
             )
