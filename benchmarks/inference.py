@@ -15,6 +15,7 @@ thresholds whose simulated speedup on these inputs comes closest below `targets`
 threads (torch intra-op threads; default torch's; 1 is steadier on a busy shared machine).
 
 Texts: the task's dev split from $GLUE_DIR (or a shared/glue above the checkout) if present, else synthetic.
+A trained run is timed in its own precision (bf16 autocast for a bf16 run; the plain HF forward too).
 Time fraction = time with exits / time of the same model running all layers (a cascade: its
 largest member alone), on the same inputs, batch by batch in length-sorted order.
 """
@@ -129,7 +130,7 @@ def bench_texts(task, n: int) -> tuple[list, str]:
 def full_logits(clf: AdaptiveClassifier, batches) -> tuple[np.ndarray, np.ndarray | None]:
     """Every exit's logits [E, N, C] (and sigmoid exit scores) for the batches, in batch order."""
     logits, scores = [], []
-    with torch.inference_mode():
+    with torch.inference_mode(), clf.engine.autocast():  # the precision the engine runs in
         for b in batches:
             lg, sc = clf.module.forward_with_scores(b)
             logits.append(torch.stack(lg).float().numpy())
@@ -200,8 +201,8 @@ def run_all_layers(clf: AdaptiveClassifier, batch) -> None:
     clf.engine.run_full(batch).argmax(-1).tolist()  # the same host sync as the engine's decisions
 
 
-def hf_forward(hf, batch) -> None:
-    with torch.inference_mode():
+def hf_forward(hf, autocast, batch) -> None:
+    with torch.inference_mode(), autocast():
         hf(**batch).logits.argmax(-1).tolist()
 
 
@@ -277,7 +278,7 @@ def throughput_table(clf: AdaptiveClassifier, texts, batch_sizes, rounds) -> Non
         batches = [clf.collate([encodings[i] for i in rows]) for rows in length_sorted_batches(lengths, bs)]
         t_none = evaluated_no_exit(clf, batches)
         contenders = {
-            "hf": partial(hf_forward, hf),
+            "hf": partial(hf_forward, hf, clf.engine.autocast),  # same precision as the engine
             "never": partial(run_exits, clf, never_exit(clf)),
             "full": partial(run_all_layers, clf),
         }

@@ -132,6 +132,15 @@ class SegmentedEncoder(nn.Module):
                 hidden = out
         return hidden
 
+    def pooler_style(self) -> tuple[str, float]:
+        """(activation, input dropout) of the exit heads' pooler, as in the family's own
+        classification head: BERT-like and MPNet poolers are dense + tanh; DeBERTa ships no
+        pooler and its classifier's ContextPooler is dropout(`pooler_dropout`) + dense +
+        `pooler_hidden_act` (GELU in the released configs)."""
+        if self.family == "deberta":
+            return str(self.config.pooler_hidden_act), float(self.config.pooler_dropout)
+        return "tanh", 0.0
+
     def pretrained_pooler(self) -> nn.Module | None:
         """The checkpoint's pooler (dense + tanh), if the model has one, to initialise exit heads."""
         pooler = getattr(self.model, "pooler", None)

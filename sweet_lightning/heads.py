@@ -1,9 +1,12 @@
 """Exit heads: pool the token states of one layer, then classify.
 
-A head is what the paper calls a classifier C_i: a BERT-style pooler (dense + tanh,
-initialised from the checkpoint's pooler when it has one) and a linear layer. The pooled
-vector is either the first token ([CLS], the paper's setting) or the mean over non-padding
-tokens (what sentence-embedding checkpoints such as MiniLM-L6 were trained with).
+A head is what the paper calls a classifier C_i: a pooler (dense + activation, initialised
+from the checkpoint's pooler when it has one) and a linear layer. The pooler follows the
+backbone's own classification head (`SegmentedEncoder.pooler_style`): dense + tanh as BERT's
+pooler; for DeBERTa, which ships no pretrained pooler, dropout + dense + the config's
+`pooler_hidden_act` (GELU) as its ContextPooler. The pooled vector is either the first token
+([CLS], the paper's setting) or the mean over non-padding tokens (what sentence-embedding
+checkpoints such as MiniLM-L6 were trained with).
 """
 
 from __future__ import annotations
@@ -29,13 +32,26 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
 
 
 class Pooler(nn.Module):
-    """dense + tanh over the pooled vector, as BERT's pooler."""
+    """dropout -> dense -> activation over the pooled vector (defaults: BERT's pooler, dense + tanh)."""
 
-    def __init__(self, hidden_size: int, pooling: str, init_from: nn.Module | None = None):
+    def __init__(
+        self,
+        hidden_size: int,
+        pooling: str,
+        init_from: nn.Module | None = None,
+        activation: str = "tanh",
+        dropout: float = 0.0,
+    ):
         super().__init__()
         if pooling not in POOLINGS:
             pool(torch.zeros(1, 1, 1), torch.ones(1, 1), pooling)  # raises the one-line error
+        from transformers.activations import ACT2FN
+
         self.pooling = pooling
+        # Identity, not Dropout(0): a zero-rate dropout could still draw from the RNG in training
+        # and so change every later random number of a run
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.act = ACT2FN[activation]
         self.dense = nn.Linear(hidden_size, hidden_size)
         if init_from is not None:
             self.dense = copy.deepcopy(init_from.dense)
@@ -44,7 +60,7 @@ class Pooler(nn.Module):
             nn.init.zeros_(self.dense.bias)
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(pool(hidden, attention_mask, self.pooling)))
+        return self.act(self.dense(self.dropout(pool(hidden, attention_mask, self.pooling))))
 
 
 class ExitHead(nn.Module):
@@ -82,9 +98,9 @@ def inference_heads(
 
     At batch 1 a head's module calls and mask handling cost about as much as its arithmetic,
     and the engine pays that at every exit. Each callable runs the same operations on the
-    same tensors as `ExitHead.forward` (pool, dense, tanh, exit scorer, classifier; dropout is
-    the identity in eval mode), so the outputs are the same bits, but without the module-call
-    machinery, and mean pooling's float mask and token counts are built once per attention
+    same tensors as `ExitHead.forward` (pool, dense, activation, exit scorer, classifier;
+    dropout is the identity in eval mode), so the outputs are the same bits, but without the
+    module-call machinery, and mean pooling's float mask and token counts are built once per attention
     mask and shared by all heads (as `pool` builds them; the mask is recognised by identity,
     so `cache.clear()` before inputs that may have been changed in place). Only plain heads
     qualify: a subclass, replaced submodules, hooks, a compiled head or training mode keep the
@@ -130,6 +146,7 @@ class PoolingCache:
 
 def _plain_head(head: ExitHead, cache: PoolingCache) -> Callable:
     dense, classifier, scorer = head.pooler.dense, head.classifier, head.exit_scorer
+    act = head.pooler.act.forward  # the module's own function, without the call machinery
     mean = head.pooler.pooling == "mean"
 
     def forward(
@@ -140,7 +157,7 @@ def _plain_head(head: ExitHead, cache: PoolingCache) -> Callable:
             pooled = (hidden * weights).sum(1) / counts
         else:
             pooled = hidden[:, 0]
-        pooled = torch.tanh(F.linear(pooled, dense.weight, dense.bias))
+        pooled = act(F.linear(pooled, dense.weight, dense.bias))
         score = None if scorer is None else F.linear(pooled, scorer.weight, scorer.bias).squeeze(-1)
         return F.linear(pooled, classifier.weight, classifier.bias), score
 

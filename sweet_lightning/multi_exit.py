@@ -56,9 +56,14 @@ class MultiExitModel(nn.Module):
         self.detach_segments = detach_segments
         hidden = encoder.config.hidden_size
         init = encoder.pretrained_pooler()
-        shared = Pooler(hidden, pooling, init) if shared_pooler else None
+        activation, pooler_dropout = encoder.pooler_style()
+
+        def new_pooler() -> Pooler:
+            return Pooler(hidden, pooling, init, activation=activation, dropout=pooler_dropout)
+
+        shared = new_pooler() if shared_pooler else None
         self.heads = nn.ModuleList(
-            ExitHead(hidden, num_labels, shared or Pooler(hidden, pooling, init), dropout, learned_exit)
+            ExitHead(hidden, num_labels, shared or new_pooler(), dropout, learned_exit)
             for _ in self.exit_layers
         )
         # the checkpoint's own pooler is replaced by the heads' copies

@@ -6,7 +6,7 @@
 Options (key=value): input (required; .tsv/.csv/.jsonl with the task's text columns),
 output (default: stdout), threshold, target_speedup or target_drop (one of them), policy (default: the
 run's, else confidence), batch_size (32), device (cpu), max_length (the run's or checkpoint's, else 512),
-bf16 (false), compile (false).
+bf16 (default: the run's precision, true when it trained in bf16), compile (false).
 
 Each output line: {"label", "label_id", "exit" (1-based), "exit_layer", "confidence"}.
 Usage errors print one line "error: ..." and exit with code 2.
@@ -93,7 +93,7 @@ def run(argv: list[str]) -> int:
         source,
         policy=opts.get("policy"),
         device=opts.get("device", "cpu"),
-        bf16=opts.get("bf16", False),
+        bf16=opts.get("bf16"),  # None: the run's precision
         compile=opts.get("compile", False),
         max_length=opts.get("max_length"),
     )
@@ -116,7 +116,8 @@ def run(argv: list[str]) -> int:
         Path(opts["output"]).write_text(lines)
     print(
         f"{len(out)} predictions, threshold {out.threshold:.4g} ({clf.policy.name}), "
-        f"speedup {out.speedup:.3f} (layers run / all {clf.num_layers})",
+        f"speedup {out.speedup:.3f} (layers run / all {clf.num_layers}), "
+        f"{'bf16' if clf.engine.bf16 else 'float32'}",
         file=sys.stderr,
     )
     return 0

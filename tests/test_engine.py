@@ -236,11 +236,16 @@ def test_decisions_equal_simulation_on_the_same_logits_even_at_ties(modules, pol
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
-def test_inference_heads_are_bit_identical_to_the_modules(pooling):
+@pytest.mark.parametrize("style", [("tanh", 0.0), ("gelu", 0.2)])  # BERT's pooler, DeBERTa's
+def test_inference_heads_are_bit_identical_to_the_modules(pooling, style):
     from sweet_lightning.heads import ExitHead, Pooler, inference_heads
 
     torch.manual_seed(0)
-    heads = [ExitHead(16, 3, Pooler(16, pooling), 0.1, learned_exit=i % 2 == 0).eval() for i in range(3)]
+    activation, dropout = style
+    heads = [
+        ExitHead(16, 3, Pooler(16, pooling, activation=activation, dropout=dropout), 0.1, i % 2 == 0).eval()
+        for i in range(3)
+    ]
     fast = inference_heads(heads)
     assert all(f is not h for f, h in zip(fast, heads, strict=True))
     hidden = torch.randn(5, 7, 16)
@@ -300,7 +305,7 @@ def test_predict_rejects_bad_arguments(modules, tokenizer):
 
 
 # ---- checkpoints, run dirs, CLI -----------------------------------------------------------
-def save_checkpoint(module, path) -> None:
+def save_checkpoint(module, path, precision: str = "32-true") -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Lightning's environment hints (SLURM, ...)
         trainer = L.Trainer(
@@ -309,9 +314,14 @@ def save_checkpoint(module, path) -> None:
             enable_progress_bar=False,
             enable_model_summary=False,
             accelerator="cpu",
+            precision=precision,
         )
     trainer.strategy.connect(module)
-    trainer.save_checkpoint(path)
+    module.trainer = trainer  # attached, as in training, so the module can record the precision
+    try:
+        trainer.save_checkpoint(path)
+    finally:
+        module.trainer = None
 
 
 @pytest.fixture(scope="module")
@@ -324,7 +334,9 @@ def checkpoints(modules, tmp_path_factory):
     return paths
 
 
-def make_run_dir(root, module, ckpt_src, calibration: bool, temperatures=TEMPS, policy="confidence"):
+def make_run_dir(
+    root, module, ckpt_src, calibration: bool, temperatures=TEMPS, policy="confidence", precision=None
+):
     run = root / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "best.ckpt").write_bytes(ckpt_src.read_bytes())
@@ -345,7 +357,7 @@ def make_run_dir(root, module, ckpt_src, calibration: bool, temperatures=TEMPS, 
         "exit_policy": policy,
         "temperatures": temperatures,
         "checkpoint": "/somewhere/else/checkpoints/best.ckpt",  # the run dir was moved since
-        "config": {"max_seq_length": 64},
+        "config": {"max_seq_length": 64, **({"trainer": {"precision": precision}} if precision else {})},
     }
     (run / "results.json").write_text(json.dumps(results))
     return run, logits, labels
@@ -373,6 +385,40 @@ def test_from_run_dir_reads_temperatures_policy_and_length(modules, checkpoints,
     assert clf.temperatures.tolist() == TEMPS
     assert clf.policy.name == "entropy" and clf.max_length == 64
     assert type(clf.module).__name__ == "SweetModule"
+
+
+@pytest.mark.parametrize(("precision", "bf16"), [("bf16-mixed", True), ("32-true", False), (None, False)])
+def test_inference_precision_follows_the_run(modules, tokenizer, checkpoints, tmp_path, precision, bf16):
+    module = modules["early_exit"]
+    run, _, _ = make_run_dir(tmp_path, module, checkpoints["early_exit"], True, precision=precision)
+    clf = AdaptiveClassifier.from_checkpoint(run)
+    assert clf.engine.bf16 is bf16
+    texts = make_texts(12, seed=3)
+    # the run's arithmetic, not only the flag: the same records as an engine told that precision
+    expected = AdaptiveClassifier(module, tokenizer, temperatures=TEMPS, bf16=bf16, max_length=64)
+    got = clf.predict(texts, threshold=0.6).records()
+    assert got == expected.predict(texts, threshold=0.6).records()
+    if bf16:  # bf16 logits differ from float32 ones, so following the run is visible in the output
+        other = AdaptiveClassifier(module, tokenizer, temperatures=TEMPS, max_length=64)
+        fp32 = other.predict(texts, threshold=0.6).records()
+        assert [r["confidence"] for r in got] != [r["confidence"] for r in fp32]
+    assert AdaptiveClassifier.from_checkpoint(run, bf16=not bf16).engine.bf16 is (not bf16)  # overridable
+
+
+def test_bare_checkpoint_keeps_the_training_precision(modules, tmp_path):
+    save_checkpoint(modules["sweet"], tmp_path / "bf16.ckpt", precision="bf16-mixed")
+    assert resolve_source(tmp_path / "bf16.ckpt").precision == "bf16-mixed"
+    assert AdaptiveClassifier.from_checkpoint(tmp_path / "bf16.ckpt").engine.bf16
+
+
+def test_predict_cli_follows_the_run_precision(modules, checkpoints, tmp_path, capsys):
+    run, _, _ = make_run_dir(tmp_path, modules["sweet"], checkpoints["sweet"], True, precision="bf16-mixed")
+    texts = tmp_path / "in.tsv"
+    texts.write_text("sentence1\tsentence2\n" + "".join(f"{a}\t{b}\n" for a, b in make_texts(5)))
+    code, _, err = run_cli([run, f"input={texts}", "threshold=0.6"], capsys)
+    assert code == 0 and err.strip().endswith("bf16")
+    code, _, err = run_cli([run, f"input={texts}", "threshold=0.6", "bf16=false"], capsys)
+    assert code == 0 and err.strip().endswith("float32")
 
 
 @pytest.mark.parametrize("with_calibration", [True, False])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -218,6 +219,34 @@ def test_fit_is_deterministic_and_flat_nll_keeps_scale() -> None:
     assert fit_temperatures(np.zeros((1, 5, 2)), np.array([0, 1, 0, 1, 1])).tolist() == [1.0]
 
 
+def test_fitted_temperature_at_its_search_bound_is_flagged_and_warned() -> None:
+    """Exit 1 separates the calibration labels (T runs to T_MIN: always fires), exit 3 is confidently
+    wrong (T runs to T_MAX: never fires), exit 2 is an honest noisy classifier (an interior T)."""
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, 200)
+    sign = 2 * np.eye(2)[labels] - 1  # +1 on the true class, -1 on the other
+    noisy = rng.normal(size=(200, 2)) + sign
+    logits = np.stack([3.0 * sign, noisy, -3.0 * sign])
+    with pytest.warns(UserWarning) as caught:
+        report = evaluate_logits(
+            logits, labels, [2, 4, 6], 6, calibration_logits=logits, calibration_labels=labels
+        )
+    assert [e["temperature_at_bound"] for e in report["exits"]] == ["lower", None, "upper"]
+    messages = [str(w.message) for w in caught if "search bound" in str(w.message)]
+    assert len(messages) == 2
+    assert messages[0].startswith("exit 1 (layer 2)") and "T_MIN" in messages[0]
+    assert messages[1].startswith("exit 3 (layer 6)") and "T_MAX" in messages[1]
+    json.dumps(report, allow_nan=False)  # the flag reaches results.json with the rest of the record
+    # the flags say what the exits do: at any confidence threshold below 1 exit 1 takes everything
+    exits = simulate_exits(logits, 0.99, temperatures=np.asarray(report["temperatures"])).exit_index
+    assert (exits == 0).all()
+    # given temperatures are flagged the same way but not warned about (the fit already was)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = evaluate_logits(logits, labels, [2, 4, 6], 6, temperatures=report["temperatures"])
+    assert [e["temperature_at_bound"] for e in again["exits"]] == ["lower", None, "upper"]
+
+
 logit_grid = arrays(np.float64, (3, 6, 3), elements=st.integers(-40, 40).map(lambda k: k / 4))
 
 
@@ -298,7 +327,9 @@ def test_evaluate_logits_is_json_and_complete() -> None:
     json.dumps(report, allow_nan=False)
     assert report["policy"] == "confidence" and report["temperature_source"] == "fitted"
     assert [e["layer"] for e in report["exits"]] == LAYERS
-    assert set(report["exits"][0]) == {"exit", "layer", "score", "accuracy", "f1", "collapsed"}
+    assert set(report["exits"][0]) == {
+        "exit", "layer", "score", "accuracy", "f1", "collapsed", "temperature_at_bound"
+    }
     assert len(report["curve"]) == 11
     speedups = [p["speedup"] for p in report["curve"]]
     assert speedups == sorted(speedups) and speedups[0] == 1 / 12 and speedups[-1] == 1.0

@@ -55,3 +55,50 @@ def test_learned_exit_scorers_train_and_stay_in_their_segment_under_sweet():
         if touched:
             assert in_segment, name
     assert module.net.heads[2].exit_scorer.weight.grad.abs().sum() > 0
+
+
+def tiny_encoder(family: str, **config):
+    """A small randomly initialised BERT or DeBERTa-v2 (offline), wrapped for segment-wise use."""
+    from transformers import AutoModel, BertConfig, DebertaV2Config
+
+    from sweet_lightning.backbone import SegmentedEncoder
+
+    small = dict(
+        hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, vocab_size=50
+    )
+    make = {"bert": BertConfig, "deberta-v2": DebertaV2Config}[family]
+    return SegmentedEncoder(AutoModel.from_config(make(**small, **config)))
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_deberta_heads_pool_like_debertas_own_classifier(activation):
+    """DeBERTa has no pretrained pooler: every exit's pooler is its ContextPooler (dropout on the
+    first token, dense, then the config's pooler_hidden_act), as the config says."""
+    from transformers.models.deberta_v2.modeling_deberta_v2 import ContextPooler
+
+    from sweet_lightning.multi_exit import MultiExitModel
+
+    encoder = tiny_encoder("deberta-v2", pooler_hidden_act=activation, pooler_dropout=0.3)
+    net = MultiExitModel(encoder, [1, 2], num_labels=2, pooling="cls")
+    reference = ContextPooler(encoder.config).eval()
+    hidden = torch.randn(3, 5, 16) * 3
+    mask = torch.ones(3, 5, dtype=torch.long)
+    for head in net.heads:
+        assert head.pooler.dropout.p == encoder.config.pooler_dropout
+        reference.dense.load_state_dict(head.pooler.dense.state_dict())
+        with torch.no_grad():
+            torch.testing.assert_close(head.pooler.eval()(hidden, mask), reference(hidden), rtol=0, atol=0)
+
+
+def test_bert_heads_keep_the_pretrained_pooler_arithmetic():
+    from sweet_lightning.multi_exit import MultiExitModel
+
+    encoder = tiny_encoder("bert")
+    pretrained = encoder.pretrained_pooler()
+    net = MultiExitModel(encoder, [1, 2], num_labels=2, pooling="cls").eval()
+    hidden = torch.randn(3, 5, 16) * 3
+    mask = torch.ones(3, 5, dtype=torch.long)
+    with torch.no_grad():
+        for head in net.heads:
+            assert isinstance(head.pooler.dropout, torch.nn.Identity)  # BERT's pooler has no dropout
+            torch.testing.assert_close(head.pooler(hidden, mask), pretrained(hidden), rtol=0, atol=0)

@@ -78,11 +78,23 @@ def test_early_exit_loss_reaches_every_layer_below_its_classifier():
     assert nonzero(grads["net.encoder.model.embeddings.word_embeddings.weight"])
 
 
-def test_sweet_shared_pooler_receives_every_exit():
-    module = SweetModule(**TINY, shared_pooler=True)
-    assert module.net.heads[0].pooler is module.net.heads[3].pooler
+@pytest.mark.parametrize("cls", [SweetModule, EarlyExitModule])
+def test_shared_pooler_is_one_object_receiving_every_exit(cls):
+    module = cls(**TINY, shared_pooler=True)
+    assert all(head.pooler is module.net.heads[0].pooler for head in module.net.heads)
     grads = grads_of_exit(module, 3)
     assert nonzero(grads["net.heads.0.pooler.dense.weight"])
+    separate = cls(**TINY, shared_pooler=False)
+    assert len({id(head.pooler) for head in separate.net.heads}) == len(separate.net.heads)
+
+
+@pytest.mark.parametrize("method", ["early_exit", "sweet"])
+def test_method_configs_offer_shared_pooler_off_by_default(method):
+    from omegaconf import OmegaConf
+
+    from tests.conftest import CONF_DIR
+
+    assert OmegaConf.load(CONF_DIR / "method" / f"{method}.yaml").shared_pooler is False
 
 
 def test_cascade_models_share_no_parameter_and_losses_stay_in_their_model():
@@ -131,3 +143,56 @@ def test_bad_exit_layers(layers, message):
 def test_exit_weights_must_match_exits():
     with pytest.raises(ValueError, match="exit_weights has 2 values for 4 exits"):
         EarlyExitModule(**TINY, exit_weights=[1.0, 1.0])
+
+
+def one_clipped_step(module, b, clip: float) -> None:
+    """One Lightning optimisation step on batch `b` with norm clipping at `clip` (plain SGD, so the
+    update is proportional to the clipped gradient and any coupling shows)."""
+    import warnings
+
+    import lightning as L
+
+    module.optimizer_factory = lambda params: torch.optim.SGD(params, lr=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning's hints about workers and logging
+        trainer = L.Trainer(
+            accelerator="cpu",
+            max_steps=1,
+            gradient_clip_val=clip,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+        )
+        trainer.fit(module, torch.utils.data.DataLoader([b], batch_size=None))
+
+
+def test_cascade_members_are_clipped_independently():
+    """A joint step with clipping equals each member's step taken alone with the same clipping."""
+    b = batch()
+    layers = [1, 3]
+    # no dropout anywhere: the joint and the separate steps must see the same forward
+    no_dropout = {**TINY["config_overrides"], "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    config = {**TINY, "config_overrides": no_dropout}
+    joint = CascadeModule(**{**config, "exit_layers": layers})
+    alone = []
+    for i, depth in enumerate(layers):
+        member = CascadeModule(**{**config, "exit_layers": [depth]})
+        member.net.members[0].load_state_dict(joint.net.members[i].state_dict())
+        alone.append(member)
+    before = [p.detach().clone() for p in joint.parameters()]
+    one_clipped_step(joint, b, clip=1e-3)  # far below the members' gradient norms: clipping acts
+    assert any(not torch.equal(p0, p) for p0, p in zip(before, joint.parameters(), strict=True))
+    for i, member in enumerate(alone):
+        one_clipped_step(member, b, clip=1e-3)
+        for (name, p_joint), p_alone in zip(
+            joint.net.members[i].named_parameters(), member.net.members[0].parameters(), strict=True
+        ):
+            torch.testing.assert_close(p_joint, p_alone, rtol=1e-6, atol=1e-7, msg=f"member {i + 1}: {name}")
+
+
+def test_cascade_refuses_a_shared_pooler():
+    with pytest.raises(ValueError, match="method.shared_pooler=true does not apply to method=cascade"):
+        CascadeModule(**TINY, shared_pooler=True)

@@ -12,7 +12,7 @@ from .policies import POLICIES, ExitPolicy, get_policy, register_policy
 from .simulation import ExitDecisions, simulate_exits
 from .speedup import layers_run, speedup, speedup_from_counts
 from .summary import evaluate_logits
-from .temperature import apply_temperatures, fit_temperatures, softmax
+from .temperature import apply_temperatures, bound_hits, fit_temperatures, softmax
 
 __all__ = [
     "POLICIES",
@@ -23,6 +23,7 @@ __all__ = [
     "apply_temperatures",
     "auc",
     "auc_coverage",
+    "bound_hits",
     "collapsed_exits",
     "default_speedup_points",
     "evaluate_logits",

@@ -7,6 +7,7 @@ each exit alone, sweeps the speed-accuracy curve and reads it at fixed speedups 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,7 +16,7 @@ from .checks import check_exit_layers, check_kind, check_labels, check_logits
 from .collapse import collapsed_exits
 from .curves import individual_exit_scores, speed_accuracy_curve
 from .interpolation import auc, auc_coverage, auc_interval, default_speedup_points, interpolate_at
-from .temperature import fit_temperatures
+from .temperature import T_MAX, T_MIN, bound_hits, fit_temperatures
 
 
 def _json_float(value: float) -> float | None:
@@ -46,8 +47,10 @@ def evaluate_logits(
     """Evaluate an adaptive model from its per-exit logits [E, N, C] on one split.
 
     Temperatures: pass them, or pass calibration logits+labels to fit them (not both); with
-    neither, no scaling is applied (all 1.0). Scores in "at_speedup" are null where the curve
-    does not reach that speedup.
+    neither, no scaling is applied (all 1.0). Each exit's `temperature_at_bound` says whether
+    its temperature sits at the fit's search bound ("lower": the exit always fires, "upper":
+    it never does; null otherwise); a fit that lands there warns, naming the exit. Scores in
+    "at_speedup" are null where the curve does not reach that speedup.
     """
     logits = check_logits(logits)
     labels = check_labels(labels, logits)
@@ -65,6 +68,9 @@ def evaluate_logits(
         temps, source = np.ones(logits.shape[0]), "none"
     if temps.shape != (logits.shape[0],):
         raise ValueError(f"need {logits.shape[0]} temperatures (one per exit), got shape {temps.shape}")
+    at_bound = bound_hits(temps)
+    if source == "fitted":
+        warn_bound_hits(at_bound, layers)
 
     curve = speed_accuracy_curve(
         logits,
@@ -92,6 +98,7 @@ def evaluate_logits(
         entry: dict = {"exit": i + 1, "layer": int(layer), "score": float(per_metric[metric][i])}
         entry.update({name: float(per_metric[name][i]) for name in exit_metrics[1:]})
         entry["collapsed"] = bool(collapsed[i])
+        entry["temperature_at_bound"] = at_bound[i]
         exits.append(entry)
 
     return {
@@ -118,3 +125,23 @@ def evaluate_logits(
         "auc_coverage": auc_coverage(curve, lo, hi),
         "at_speedup": {f"{x:.4f}": _json_float(v) for x, v in zip(points, at_speedup, strict=True)},
     }
+
+
+def warn_bound_hits(at_bound: Sequence[str | None], layers: Sequence[int]) -> None:
+    """One warning per exit whose fitted temperature sits at a search bound (what it means for exits)."""
+    for i, (side, layer) in enumerate(zip(at_bound, layers, strict=True), start=1):
+        if side == "lower":
+            warnings.warn(
+                f"exit {i} (layer {layer}): fitted temperature at the search bound T_MIN={T_MIN:g} "
+                "(its logits separate the calibration split), so its tempered confidence is ~1 and "
+                "it answers every example at any confidence threshold below 1",
+                stacklevel=3,
+            )
+        elif side == "upper":
+            warnings.warn(
+                f"exit {i} (layer {layer}): fitted temperature at the search bound T_MAX={T_MAX:g} "
+                "(its logits do worse than uniform on the calibration split), so its tempered "
+                "probabilities are ~uniform and it answers no example at any confidence threshold "
+                "above 1/#classes",
+                stacklevel=3,
+            )

@@ -2,7 +2,10 @@
 
 Each exit's T minimises the NLL of softmax(logits / T) on a calibration set. The NLL is
 convex in 1/T, hence unimodal in log T, so a golden-section search over log T finds the
-global minimum deterministically without gradients or a torch dependency. Scaling by T > 0
+global minimum deterministically without gradients or a torch dependency. A fit that ends at
+a bound of the search range wanted a T beyond it (`bound_hits`): at T_MIN the exit's logits
+separate the calibration split and its tempered confidence is ~1 everywhere (it always
+fires), at T_MAX they do worse than uniform and it never fires. Scaling by T > 0
 keeps the ranking of classes; predictions are nevertheless always taken from the raw logits
 (see curves.py) so that float rounding can never turn a near-tie into a different argmax.
 """
@@ -57,6 +60,23 @@ def fit_temperatures(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     logits = check_logits(logits)
     labels = check_labels(labels, logits)
     return np.array([_fit_one(exit_logits, labels) for exit_logits in logits])
+
+
+def bound_hits(temperatures) -> list[str | None]:
+    """Per exit: "lower" / "upper" when its temperature sits at T_MIN / T_MAX, else None.
+
+    The search converges to within ~1e-20 (in log T) of a bound it is pushed against, so a
+    relative tolerance of 1e-6 separates "at the bound" from any interior optimum."""
+    hits = []
+    for t in np.asarray(temperatures, dtype=np.float64):
+        log_t = math.log(t) if t > 0 and math.isfinite(t) else math.nan  # bad values: checked by the callers
+        if abs(log_t - math.log(T_MIN)) < 1e-6:
+            hits.append("lower")
+        elif abs(log_t - math.log(T_MAX)) < 1e-6:
+            hits.append("upper")
+        else:
+            hits.append(None)
+    return hits
 
 
 def apply_temperatures(logits: np.ndarray, temperatures: np.ndarray) -> np.ndarray:

@@ -103,12 +103,17 @@ class AdaptiveClassifier:
         path: str | Path | RunSource,
         policy: str | None = None,
         device: str = "cpu",
-        bf16: bool = False,
+        bf16: bool | None = None,
         compile: bool = False,
         max_length: int | None = None,
     ) -> AdaptiveClassifier:
-        """Load a run dir (results.json: checkpoint, temperatures, policy) or a bare `.ckpt`."""
+        """Load a run dir (results.json: checkpoint, temperatures, policy, precision) or a bare `.ckpt`.
+
+        `bf16=None` runs in the precision the model was trained and evaluated in (bf16 autocast
+        for a bf16 run, else float32), so exit decisions near a threshold match the run's cached
+        logits; True / False override it."""
         source = path if isinstance(path, RunSource) else resolve_source(path)
+        bf16 = source.bf16() if bf16 is None else bool(bf16)
         module = load_module(source, device)
         calib, is_calibration_split = source.calibration_files()
         if calib is not None and not is_calibration_split:

@@ -106,7 +106,9 @@ class AdaptiveEngine:
         nets = list(self.net.members) if self.cascade else [self.net]
         return [m for n in nets for m in (*n.encoder.layers, *n.heads)]
 
-    def _autocast(self):
+    def autocast(self):
+        """The engine's precision as a context: bf16 autocast when `bf16`, else nothing (float32).
+        `AdaptiveClassifier.from_checkpoint` sets `bf16` from the run it loads."""
         if not self.bf16:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
@@ -119,7 +121,7 @@ class AdaptiveEngine:
         size = batch["input_ids"].shape[0]
         out = _Collector(size)
         self._pooling.clear()
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.autocast():
             if self.cascade:
                 self._run_cascade(batch, threshold, out)
             else:
@@ -135,7 +137,7 @@ class AdaptiveEngine:
         """
         batch = {k: v.to(self.device) for k, v in batch.items() if k in _INPUT_KEYS and v is not None}
         self._pooling.clear()
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.autocast():
             net = self.net.members[-1] if self.cascade else self.net
             enc, mask = net.encoder, batch["attention_mask"]
             hidden = enc.embed(batch["input_ids"], mask, batch.get("token_type_ids"))

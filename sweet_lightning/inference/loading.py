@@ -2,19 +2,22 @@
 
 Accepted sources:
 - a run dir (what `launch.py` writes): `results.json` names the method, the checkpoint, the
-  fitted per-exit temperatures and the exit policy; `logits_calibration.npz` (else the
-  primary dev split's logits) can pick a threshold for a target speedup.
-- a bare Lightning `.ckpt`: temperatures are 1 and the policy is confidence. The method is
-  read from `checkpoint["sweet_lightning"]["method"]` (written by `AdaptiveModule`); older
+  fitted per-exit temperatures, the exit policy and the precision the run trained and
+  evaluated in (`config.trainer.precision`); `logits_calibration.npz` (else the primary dev
+  split's logits) can pick a threshold for a target speedup.
+- a bare Lightning `.ckpt`: temperatures are 1 and the policy is confidence. The method and
+  the precision are read from `checkpoint["sweet_lightning"]` (written by `AdaptiveModule`); older
   checkpoints fall back to the state dict: `net.members.*` means cascade, otherwise the
-  network is a `MultiExitModel`, loaded as SWEET when its hyperparameters carry SWEET's
-  `shared_pooler` and as Early-Exit otherwise. Early-Exit and SWEET differ only in training
+  network is a `MultiExitModel`, loaded as SWEET when its hyperparameters carry
+  `shared_pooler` (then SWEET's key only; Early-Exit took it later, and its checkpoints store
+  the method) and as Early-Exit otherwise. Early-Exit and SWEET differ only in training
   (SWEET cuts gradients between segments), so their inference is the same either way.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +53,24 @@ class RunSource:
     policy: str
     run_dir: Path | None
     max_length: int | None  # tokenisation length used in training, when known
+    precision: str | None = None  # Lightning's trainer.precision of the run, when known
+
+    def bf16(self) -> bool:
+        """Whether inference should run under bf16 autocast to match the run's precision.
+
+        Lightning's "bf16-mixed" is bf16 autocast, exactly what the engine's bf16 does; other
+        bf16 modes are closest to it. A float16 run has no engine counterpart: float32, said so.
+        """
+        precision = str(self.precision or "32").lower()
+        if precision.startswith("bf16"):
+            return True
+        if precision.startswith("16") or precision == "half":
+            warnings.warn(
+                f"the run used precision {self.precision}, which inference does not offer: running float32 "
+                "(pass bf16=true for bf16)",
+                stacklevel=2,
+            )
+        return False
 
     def calibration_files(self) -> tuple[Path | None, bool]:
         """(npz to choose thresholds on, whether it is a real calibration split)."""
@@ -107,6 +128,11 @@ def _from_checkpoint_file(path: Path, results: dict | None = None) -> RunSource:
     max_length = config.get("max_seq_length") if isinstance(config, dict) else None
     if not max_length:  # a bare .ckpt: Lightning keeps the datamodule's arguments beside the weights
         max_length = (ckpt.get("datamodule_hyper_parameters") or {}).get("max_seq_length")
+    trainer_config = config.get("trainer") if isinstance(config, dict) else None
+    precision = trainer_config.get("precision") if isinstance(trainer_config, dict) else None
+    stored = ckpt.get("sweet_lightning")
+    if precision is None and isinstance(stored, dict):
+        precision = stored.get("precision")
     return RunSource(
         checkpoint=path,
         method=method,
@@ -116,6 +142,7 @@ def _from_checkpoint_file(path: Path, results: dict | None = None) -> RunSource:
         policy=_policy_name(results.get("exit_policy")),
         run_dir=None,
         max_length=int(max_length) if max_length else None,
+        precision=str(precision) if precision is not None else None,
     )
 
 

@@ -99,8 +99,10 @@ class AdaptiveModule(L.LightningModule):
         raise NotImplementedError
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # hyperparameters alone cannot tell Early-Exit from SWEET: inference loaders read this
-        checkpoint["sweet_lightning"] = {"method": self.method}
+        # hyperparameters alone cannot tell Early-Exit from SWEET, nor say the precision the
+        # model was trained and evaluated in (inference follows it): inference loaders read this
+        precision = str(self.trainer.precision) if self._trainer is not None else None
+        checkpoint["sweet_lightning"] = {"method": self.method, "precision": precision}
 
     # ---- forward / training -------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:

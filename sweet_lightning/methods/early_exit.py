@@ -9,5 +9,15 @@ class EarlyExitModule(AdaptiveModule):
     method = "early_exit"
     kind = "early_exit"
 
-    def build_network(self, encoder, exit_layers, pooling, dropout, **kwargs):
-        return MultiExitModel(encoder, exit_layers, self.task.num_labels, pooling, dropout, **kwargs)
+    def build_network(self, encoder, exit_layers, pooling, dropout, shared_pooler: bool = False, **kwargs):
+        # shared_pooler=True reproduces the released code, where one pooler serves every exit
+        # for Early-Exit as for SWEET
+        return MultiExitModel(
+            encoder,
+            exit_layers,
+            self.task.num_labels,
+            pooling,
+            dropout,
+            shared_pooler=shared_pooler,
+            **kwargs,
+        )
