@@ -106,7 +106,9 @@ def log_final(loggers: Iterable, results: dict, run_dir: Path) -> None:
         for split, res in results.get("evaluation", {}).items():
             prefix = "final" if split == results.get("primary_split") else f"final/{split}"
             name = f"{results['method']} {results['task']} {results['model']}"
-            charts[f"{prefix}/speed_accuracy"] = curve_chart(res["curve"], f"{name}: {res['metric']} vs speedup")
+            charts[f"{prefix}/speed_accuracy"] = curve_chart(
+                res["curve"], f"{name}: {res['metric']} vs speedup"
+            )
             charts[f"{prefix}/exit_scores"] = exit_chart(res["exits"], f"{name}: {res['metric']} per exit")
         run.log(charts)
         run.summary.update(summary_values(results))
@@ -118,7 +120,9 @@ def log_results_artifact(run, results: dict, run_dir: Path) -> None:
     """results.json and the saved logits: enough to re-evaluate the run without its disk."""
     import wandb
 
-    metadata = {k: results.get(k) for k in ("method", "task", "model", "seed", "lr", "exit_layers", "exit_policy")}
+    metadata = {
+        k: results.get(k) for k in ("method", "task", "model", "seed", "lr", "exit_layers", "exit_policy")
+    }
     artifact = wandb.Artifact(f"results-{run.id}", type="run-results", metadata=metadata)
     artifact.add_file(str(run_dir / "results.json"))
     for logits in sorted(run_dir.glob("logits_*.npz")):
@@ -134,8 +138,15 @@ def log_report(paths: Sequence[Path], sources: Sequence[Path], out: Path, mode: 
 
     group = sources[0].resolve().name if len(sources) == 1 else None
     config = {"sources": [str(s) for s in sources], "out": str(out)}
-    with wandb.init(project=PROJECT, job_type="report", group=group, name=f"report-{group or 'sweeps'}",
-                    dir=str(out), mode=mode, config=config) as run:
+    with wandb.init(
+        project=PROJECT,
+        job_type="report",
+        group=group,
+        name=f"report-{group or 'sweeps'}",
+        dir=str(out),
+        mode=mode,
+        config=config,
+    ) as run:
         logged = {}
         for path in paths:
             if path.suffix == ".csv":
