@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,11 +63,22 @@ class OfflineRun:
     artifacts: list[wandb_internal_pb2.ArtifactRecord] = field(default_factory=list)
 
 
+def finished_records(path: Path, timeout: float = 60.0) -> list[wandb_internal_pb2.Record]:
+    """The records once the run's closing "exit" record is in the file: wandb's core process writes the
+    file on its own schedule, and can still be writing when `run.finish()` has returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = records(path)
+        if (found and found[-1].WhichOneof("record_type") == "exit") or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def read_run(run_dir: Path) -> OfflineRun:
     """Config, summary, history and artifacts of `run_dir` (an offline-run-* folder) as logged."""
     (path,) = run_dir.glob("run-*.wandb")
     run = OfflineRun()
-    for record in records(path):
+    for record in finished_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run.run = record.run
