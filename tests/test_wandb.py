@@ -101,8 +101,11 @@ def test_final_evaluation_reads_back_as_charts_summary_config_and_artifact(tmp_p
     assert run.config["model"]["exit_layers"] == [1, 2, 3, 4]
     assert (run.config["lr"], run.config["seed"], run.config["exit_policy"]) == (2e-5, 3, "confidence")
     assert run.config["hparams"] == {"task": "rte", "lr": 2e-5}
-    (artifact,) = [a for a in run.artifacts if a.type == "run-results"]
-    assert sorted(Path(e.path).name for e in artifact.manifest.contents) == ["logits_dev.npz", "results.json"]
+    (artifact,) = [a for a in run.artifacts if a["type"] == "run-results"]
+    assert sorted(Path(e["path"]).name for e in artifact["manifest"]["contents"]) == [
+        "logits_dev.npz",
+        "results.json",
+    ]
 
 
 def test_report_is_one_run_of_its_own(tmp_path):
@@ -114,7 +117,7 @@ def test_report_is_one_run_of_its_own(tmp_path):
     assert main([str(sweep), "--out", str(tmp_path / "report"), "--wandb"]) == 0
     (offline,) = offline_runs(tmp_path / "report")
     run = read_run(offline)
-    assert (run.run.job_type, run.run.run_group) == ("report", "my_sweep")
+    assert (run.run["job_type"], run.run["run_group"]) == ("report", "my_sweep")
     logged = {key.split(".")[0] for key in run.summary}
     assert {"tables/table1_exits", "tables/auc", "tables/curve_points", "figures/curves_minilm_l6"} <= logged
     rows = json.loads((offline / "files" / run.summary["tables/auc.path"]).read_text())["data"]
@@ -220,7 +223,7 @@ def test_sweep_of_two_tiny_runs_is_readable_in_wandb_and_prints_each_line_once(g
         res = results(job)
         (offline,) = offline_runs(job)
         run = read_run(offline)
-        assert (run.run.run_group, run.run.job_type) == ("tiny_sweep", "train")
+        assert (run.run["run_group"], run.run["job_type"]) == ("tiny_sweep", "train")
         assert run.config["method"]["name"] == res["method"]
         assert run.config["task"]["name"] == "rte" and run.config["model"]["name"] == "tiny_bert"
         assert run.config["model"]["exit_layers"] == res["exit_layers"]
@@ -234,4 +237,5 @@ def test_sweep_of_two_tiny_runs_is_readable_in_wandb_and_prints_each_line_once(g
 
     assert main([str(sweep), "--out", str(tmp_path / "report"), "--wandb"]) == 0
     (report,) = offline_runs(tmp_path / "report")
-    assert (read_run(report).run.job_type, read_run(report).run.run_group) == ("report", "tiny_sweep")
+    report_run = read_run(report).run
+    assert (report_run["job_type"], report_run["run_group"]) == ("report", "tiny_sweep")
