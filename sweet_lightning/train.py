@@ -192,7 +192,10 @@ def finish_run(trainer, results: dict, out: Path) -> None:
     from sweet_lightning.console import end_of_run
     from sweet_lightning.wandb_logging import log_final
 
-    log_final(trainer.loggers, results, out)
+    try:
+        log_final(trainer.loggers, results, out)
+    except Exception as err:  # results.json is written: a W&B hiccup must not turn the run into a failure
+        log.warning("W&B: the final evaluation was not logged (%s: %s)", type(err).__name__, err)
     log.info("%s", end_of_run(results, out))
 
 
