@@ -12,6 +12,7 @@ Nothing here imports wandb until W&B is really in use.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,7 @@ def log_report(paths: Sequence[Path], sources: Sequence[Path], out: Path, mode: 
     group = sources[0].resolve().name if len(sources) == 1 else None
     config = {"sources": [str(s) for s in sources], "out": str(out)}
     with wandb.init(
-        project=PROJECT,
+        project=os.environ.get("WANDB_PROJECT", PROJECT),  # where the training runs went (logger.wandb.project)
         job_type="report",
         group=group,
         name=f"report-{group or 'sweeps'}",
