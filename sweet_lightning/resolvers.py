@@ -3,6 +3,9 @@
 `${sl.mkdir:path}` creates the folder and returns its path: the Optuna sweeper opens its sqlite
 study (multirun/optuna/<study>/study.db) before any sweep folder exists, and sqlite does not
 create parent folders. Only the launching process resolves it (the sweeper's config).
+
+`${sl.sweep_group:default}` is the sweep folder's name inside a multirun job (every job of one
+sweep gets the same W&B group, so its methods sit side by side) and `default` otherwise.
 """
 
 from __future__ import annotations
@@ -17,6 +20,18 @@ def _mkdir(path: str) -> str:
     return path
 
 
+def _sweep_group(default: str) -> str:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():  # composed outside a Hydra job (notebooks)
+        return default
+    hydra = HydraConfig.get()
+    return Path(hydra.sweep.dir).name if hydra.mode == RunMode.MULTIRUN else default
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("sl.mkdir"):
         OmegaConf.register_new_resolver("sl.mkdir", _mkdir)
+    if not OmegaConf.has_resolver("sl.sweep_group"):
+        OmegaConf.register_new_resolver("sl.sweep_group", _sweep_group)

@@ -129,7 +129,9 @@ def train(cfg: DictConfig) -> float:
     Optuna it raises: a FAIL trial), a single run re-raises.
     """
     from sweet_lightning import runs
+    from sweet_lightning.console import quiet_console
 
+    quiet_console()
     out = output_dir(cfg)
     try:
         done = runs.completed_value(cfg, out)
@@ -150,6 +152,7 @@ def _train(cfg: DictConfig) -> float:
 
     from sweet_lightning import runs
     from sweet_lightning.seeding import EpochSeeding
+    from sweet_lightning.wandb_logging import attach_run_config
 
     check_config(cfg)
     out = output_dir(cfg)
@@ -161,6 +164,7 @@ def _train(cfg: DictConfig) -> float:
     evaluation = build_evaluation(cfg)
     callbacks = [evaluation, *instantiate_all(cfg.get("callbacks")), EpochSeeding(cfg.seed)]
     loggers = instantiate_all(cfg.get("logger"))
+    attach_run_config(loggers, OmegaConf.to_container(cfg, resolve=True))
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     # without a configured checkpoint (callbacks=none) Lightning would add its own; keep none
@@ -178,10 +182,21 @@ def _train(cfg: DictConfig) -> float:
     if not trainer.is_global_zero:  # DDP: rank 0 writes the results (every rank holds the same)
         return float("nan")
     results = write_results(cfg, module, datamodule, evaluation, out, train_time, ckpt)
-    metric = cfg.get("optimized_metric")
-    value = results["metrics"].get(metric)
-    log.info("results: %s", out / "results.json")
+    finish_run(trainer, results, out)
+    value = results["metrics"].get(cfg.get("optimized_metric"))
     return float(value) if value is not None else float("nan")
+
+
+def finish_run(trainer, results: dict, out: Path) -> None:
+    """End of a run: the final evaluation to W&B (when on) and the closing block on the console."""
+    from sweet_lightning.console import end_of_run
+    from sweet_lightning.wandb_logging import log_final
+
+    try:
+        log_final(trainer.loggers, results, out)
+    except Exception as err:  # results.json is written: a W&B hiccup must not turn the run into a failure
+        log.warning("W&B: the final evaluation was not logged (%s: %s)", type(err).__name__, err)
+    log.info("%s", end_of_run(results, out))
 
 
 def write_results(cfg, module, datamodule, evaluation, out: Path, train_time: float, ckpt: str | None) -> dict:

@@ -105,3 +105,28 @@ def test_collapse_warning_names_exit_method_seed_and_remedy(caplog):
     with caplog.at_level(logging.WARNING):
         warn_collapsed(module, evaluation, seed=3)
     assert "exit_pooling=mean" not in caplog.records[0].getMessage()
+
+
+def test_a_sweep_dir_reevaluates_every_run_below_it(tmp_path, capsys):
+    """Given a sweep, each run dir gets its evaluation file and a line; a run without logits is listed as
+    skipped without stopping the others."""
+    runs = [tmp_path / "sweep" / name for name in ("0_a", "1_b", "2_broken")]
+    for run in runs:
+        run.mkdir(parents=True)
+        fake_run(run)
+    (runs[2] / "logits_dev.npz").unlink()
+    assert main([str(tmp_path / "sweep"), "exit_policy=entropy"]) == 0
+    out = capsys.readouterr().out
+    for run in runs[:2]:
+        written = json.loads((run / "evaluation_entropy.json").read_text())
+        assert f"{run.resolve()}: dev AUC={written['dev']['auc']:.4f}" in out
+    assert f"{runs[2].resolve()}: skipped:" in out and "logits_dev.npz is missing" in out
+    assert "evaluated 2 of 3 runs" in out
+
+
+def test_bad_settings_fail_before_a_sweep_is_evaluated(tmp_path, capsys):
+    (tmp_path / "sweep" / "0_a").mkdir(parents=True)
+    fake_run(tmp_path / "sweep" / "0_a")
+    assert main([str(tmp_path / "sweep"), "exit_policy=bogus"]) == 2
+    assert "bogus" in capsys.readouterr().err
+    assert not list(tmp_path.glob("sweep/*/evaluation_*.json"))

@@ -46,7 +46,7 @@ def test_sweep_runs_as_a_slurm_array_job(slurm_cluster, glue_path, tmp_path):
     (script,) = sweep.glob(".submitit/*/*_submission.sh")
     assert "#SBATCH --array=0-1" in script.read_text()
     logs = "".join(p.read_text() for p in sweep.glob(".submitit/*_*/*_log.out"))
-    assert logs.count("results:") == 1
+    assert logs.count("run finished") == 1
 
 
 @pytest.mark.slow  # Slurm holds a requeued job for about two minutes before it starts again

@@ -80,7 +80,8 @@ def fine_tune(
     optimizer, scheduler = make_optimizer(module, steps)
     module.train()
     losses = []
-    bar = tqdm(range(steps), desc="fine-tuning", unit="step", disable=not progress or steps == 0)
+    # disable=None: a bar on a terminal only, not in redirected logs
+    bar = tqdm(range(steps), desc="fine-tuning", unit="step", disable=True if not progress or steps == 0 else None)
     for step in bar:
         batch = _to(next(batches), device)
         with warnings.catch_warnings():
@@ -120,6 +121,7 @@ def _log_results(loggers, result: dict, images: list[Path]) -> None:
 def run(cfg: DictConfig) -> dict:
     import lightning as L
 
+    from sweet_lightning.console import quiet_console
     from sweet_lightning.train import (
         build_datamodule,
         build_module,
@@ -128,6 +130,7 @@ def run(cfg: DictConfig) -> dict:
         instantiate_all,
     )
 
+    quiet_console()
     steps, batches = check_request(cfg)
     needed = (steps + batches) * int(cfg.batch_size)
     if cfg.train_size is None:  # just enough for the fine-tuning batches and the new ones

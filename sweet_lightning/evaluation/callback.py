@@ -126,10 +126,7 @@ def remedy(module) -> str:
 
 
 def log_curve_table(trainer: L.Trainer, res: dict) -> None:
-    """The speed-accuracy curve as a W&B table (one row per threshold) when W&B is on."""
-    from lightning.pytorch.loggers import WandbLogger
+    """The epoch's speed-accuracy curve as a W&B line chart when W&B is on (sweet_lightning.wandb_logging)."""
+    from sweet_lightning.wandb_logging import log_epoch_curve
 
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            rows = [[p["threshold"], p["speedup"], p["score"]] for p in res["curve"]]
-            logger.log_table(key="val/curve", columns=["threshold", "speedup", "score"], data=rows)
+    log_epoch_curve(trainer.loggers, res, step=trainer.global_step)

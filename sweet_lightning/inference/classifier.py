@@ -233,7 +233,7 @@ class AdaptiveClassifier:
         if progress:
             from tqdm import tqdm
 
-            batches = tqdm(batches, desc="predict", unit="batch")
+            batches = tqdm(batches, desc="predict", unit="batch", disable=None)  # None: on a terminal only
         for rows in batches:
             out = self.engine.run(self.collate([encodings[i] for i in rows]), threshold)
             exit_index[rows], label_ids[rows], confidence[rows] = (

@@ -26,6 +26,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="average runs even if their configurations differ (listed as a warning)")
     parser.add_argument("--speedups", type=float, nargs="+", default=None,
                         help="fixed speedups to read curves at (default: 1/L_M, 1/4, 1/2, 3/4, 1 [, 11/8, 7/4])")
+    parser.add_argument("--wandb", nargs="?", const="offline", choices=["offline", "online"], default=None,
+                        help="also log the tables and figures as a W&B run (job type report); offline unless "
+                             "'--wandb online' (docs/wandb.md)")
     return parser.parse_args(argv)
 
 
@@ -40,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"report: no run directory (results.json or .hydra/) under {', '.join(map(str, args.sweeps))}",
               file=sys.stderr)
         return 2
-    runs = [load_run(path) for path in tqdm(run_dirs, desc="runs", unit="run")]
+    # disable=None: no bar when stderr is not a terminal (CI logs, redirected output)
+    runs = [load_run(path) for path in tqdm(run_dirs, desc="runs", unit="run", disable=None)]
     print(f"report: {summary_line(runs)}", file=sys.stderr)
     problems = mixed_config_problems(runs)
     if problems and not args.allow_mixed:
@@ -49,6 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     written = write_report(runs, args.out, args.sweeps, args.speedups, mixed=problems)
     print(f"report: wrote {len(written)} files to {args.out}/ (see {written[0]})", file=sys.stderr)
+    if args.wandb:
+        from sweet_lightning.wandb_logging import log_report
+
+        run_dir = log_report(written, args.sweeps, args.out, mode=args.wandb)
+        print(f"report: W&B run ({args.wandb}) in {run_dir}", file=sys.stderr)
     if not any(run.status == "completed" for run in runs):
         print("report: no completed run to report; report.md and runs.csv list the others", file=sys.stderr)
         return 1
