@@ -1,7 +1,9 @@
 """End to end with the tiny model on real RTE: resume, crash isolation and skipping in a multirun,
 DDP on CPU, an Optuna search."""
 
+import csv
 import importlib.util
+import json
 import os
 import sqlite3
 
@@ -15,6 +17,11 @@ from sweet_lightning.data import read_glue_tsv
 def scores(run_dir):
     r = results(run_dir)
     return r["metrics"], {s: [e["score"] for e in v["exits"]] for s, v in r["splits"].items()}
+
+
+def csv_rows(run_dir):
+    with open(run_dir / "csv/metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def test_resumed_run_ends_with_the_same_numbers(glue_path, tmp_path):
@@ -38,13 +45,58 @@ def test_resumed_run_ends_with_the_same_numbers(glue_path, tmp_path):
         run_in_process([*run, *crash], tmp_path / "resumed")
     assert results(tmp_path / "resumed")["status"] == "failed"
     assert (tmp_path / "resumed/checkpoints/last.ckpt").exists()
+    before = csv_rows(tmp_path / "resumed")
+    assert any(r.get("val/auc") for r in before)  # epoch 1's evaluation was logged before the crash
     run_in_process([*run, "resume=true"], tmp_path / "resumed")
     assert results(tmp_path / "resumed")["status"] == "completed"
+    # the training log keeps the interrupted attempt's rows, then the resumed attempt's
+    after = csv_rows(tmp_path / "resumed")
+    assert [{k: r[k] for k in old} for r, old in zip(after, before)] == before
+    assert len(after) > len(before)
     assert scores(tmp_path / "resumed") == scores(tmp_path / "straight")
     for split in ("dev", "calibration"):
         a = np.load(tmp_path / f"straight/logits_{split}.npz")["logits"]
         b = np.load(tmp_path / f"resumed/logits_{split}.npz")["logits"]
         np.testing.assert_array_equal(a, b)
+
+
+def test_last_checkpoint_is_every_epoch_end_even_when_the_metric_does_not_improve(glue_path, tmp_path):
+    """The monitored metric is best at epoch 0 and never again: best.ckpt stays at epoch 0, while
+    last.ckpt (what resume=true continues from) holds the final epoch."""
+    import torch
+
+    run = [*TINY, "trainer.max_epochs=3", "++trainer.limit_val_batches=2"]
+    run += ["+callbacks.worsening._target_=tests.helpers.LogWorsening"]
+    run += ["callbacks.model_checkpoint.monitor=test/worsening"]
+    run_in_process(run, tmp_path)
+    ckpts = tmp_path / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert torch.load(ckpts / "best.ckpt", weights_only=False)["epoch"] == 0
+    assert torch.load(ckpts / "last.ckpt", weights_only=False)["epoch"] == 2
+
+
+def test_optimized_metric_typo_fails_before_training(glue_path, tmp_path):
+    with pytest.raises(ValueError, match=r"optimized_metric=val/acu is not .*use one of: .*val/auc"):
+        run_in_process([*TINY, "optimized_metric=val/acu"], tmp_path)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "csv").exists()
+
+
+def test_run_dir_in_use_is_refused_and_left_alone(glue_path, tmp_path):
+    import socket
+    import subprocess
+
+    from sweet_lightning.runlock import RunDirLocked
+
+    other = subprocess.Popen(["sleep", "60"])  # a live process holds the run dir
+    try:
+        tmp_path.mkdir(exist_ok=True)
+        holder = {"pid": other.pid, "host": socket.gethostname(), "since": "now", "slurm_job": None}
+        (tmp_path / ".lock").write_text(json.dumps(holder))
+        with pytest.raises(RunDirLocked, match=f"in use by process {other.pid} on {socket.gethostname()}"):
+            run_in_process(TINY, tmp_path)
+    finally:
+        other.kill()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]  # nothing written, lock kept
 
 
 def test_multirun_survives_a_failing_job_and_skips_completed_ones(glue_path, tmp_path):
