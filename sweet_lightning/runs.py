@@ -304,6 +304,8 @@ class SweepSummary(HydraCallback):
         counts = {o: sum(r["outcome"] == o for r in records) for o in OUTCOMES}
         shown = ", ".join(f"{n} {o}" for o, n in counts.items() if n) or "no job reported an outcome"
         log.info("sweep %s, this launch: %s", sweep, shown)
+        if not records:  # e.g. jobs started without this process's environment (SWEET_LAUNCH_ID)
+            log.warning("no job of this launch reported what it did: see the jobs' results.json")
         bad = [r for r in records if r["outcome"] not in (COMPLETED, SKIPPED)]
         for r in bad:
             log.warning("%s job: %s: %s", r["outcome"], sweep / r["job"], r["reason"])

@@ -233,6 +233,8 @@ def test_local_parallel_launcher_runs_jobs_in_their_own_processes(glue_path, tmp
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [results(j)["status"] for j in job_dirs(sweep)] == ["completed", "completed"]
     assert len(list(sweep.glob(".submitit/*/*_result.pkl"))) == 2
+    # the jobs, in processes of their own, reported their outcomes to the launching command
+    assert "this launch: 2 completed" in proc.stdout + proc.stderr
 
 
 @pytest.mark.skipif(
