@@ -301,7 +301,7 @@ class SweepSummary(HydraCallback):
         launch = os.environ.pop(LAUNCH_ENV, None)
         sweep = Path(config.hydra.sweep.dir)
         records = launch_outcomes(sweep, launch) if launch else []
-        counts = {o: sum(r["outcome"] == o for r in records) for o in OUTCOMES}
+        counts = {o: sum(r["outcome"] == o for r in records) for o in (*OUTCOMES, "unreadable")}
         shown = ", ".join(f"{n} {o}" for o, n in counts.items() if n) or "no job reported an outcome"
         log.info("sweep %s, this launch: %s", sweep, shown)
         if not records:  # e.g. jobs started without this process's environment (SWEET_LAUNCH_ID)
