@@ -7,15 +7,23 @@ train.write_results) or `"failed"` (written here). Re-launching a sweep into the
 - a completed run is skipped (its metric is returned, so sweepers still see it) unless `redo=true`;
 - a completed run of a *different* configuration (e.g. the job numbering shifted because the command
   changed) is never overwritten: the job fails with a message instead;
-- anything else runs, from `checkpoints/last.ckpt` when `resume=true`.
+- anything else runs, from `checkpoints/last.ckpt` when `resume=true`;
+- a run dir that another live process is writing is refused (sweet_lightning.runlock);
+- a run stopped by SIGTERM records `"status": "interrupted"` and exits non-zero.
+
+In a multirun each job also notes what it did in *this* launch (completed, skipped, refused,
+failed, interrupted) under `<sweep dir>/.outcomes/<launch id>/`, which SweepSummary reports.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +32,24 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-COMPLETED, FAILED = "completed", "failed"
+COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
+# what a job did in one launch of a sweep (SweepSummary); only the first two leave a usable run
+SKIPPED, REFUSED = "skipped", "refused"
+OUTCOMES = (COMPLETED, SKIPPED, REFUSED, FAILED, INTERRUPTED)
+LAUNCH_ENV = "SWEET_LAUNCH_ID"  # set by SweepSummary for the jobs of one launch (inherited by submitit jobs)
+SIGTERM_EXIT = 143  # 128 + SIGTERM, as a shell reports a process ended by it
 # keys that do not change what a run computes: ignored when matching a stored run to this one
-NOT_IDENTITY = ("redo", "resume", "run_dir", "data", "logger")
+NOT_IDENTITY = ("redo", "resume", "run_dir", "data", "logger", "sweep_fail_exit")
 
 
 class RunDirConflict(RuntimeError):
     """The run dir holds a completed run of another configuration."""
+
+
+def _refused(err: BaseException) -> bool:
+    from sweet_lightning.runlock import RunDirLocked
+
+    return isinstance(err, (RunDirConflict, RunDirLocked))
 
 
 def read_results(out: Path) -> dict | None:
@@ -161,17 +180,139 @@ def pin_ddp_relaunch(out: Path) -> None:
         os.environ.pop(key, None)
 
 
+def guarded_run(cfg: DictConfig, out: Path, train_fn: Callable[[DictConfig], float]) -> float:
+    """`train_fn(cfg)` with the bookkeeping of this module: the run-dir lock, skip, failure and
+    interruption records, and the job's outcome for SweepSummary.
+
+    A failing or refused run returns NaN in a multirun (so the other jobs go on; under Optuna it
+    raises: a FAIL trial) and raises in a single run. SIGTERM ends the process (SystemExit).
+    """
+    from sweet_lightning.runlock import run_dir_lock
+
+    try:
+        with run_dir_lock(out):
+            return _run_locked(cfg, out, train_fn)
+    except Exception as err:
+        refused = _refused(err)
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        record_outcome(out, REFUSED if refused else FAILED, reason)
+        if not swallow_failures():
+            raise
+        if refused:  # our own one-line message; nothing ran
+            log.error("job refused: %s", err)
+        else:
+            log.exception("run failed; the sweep goes on")
+        return float("nan")
+
+
+def _run_locked(cfg: DictConfig, out: Path, train_fn: Callable[[DictConfig], float]) -> float:
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    done = completed_value(cfg, out)
+    if done is not None:
+        record_outcome(out, SKIPPED, "completed already")
+        return done
+    try:
+        value = train_fn(cfg)
+    except SIGTERMException:  # Lightning's: SIGTERM arrived during fit or validation
+        record_interrupted(cfg, out)
+        if os.environ.get("SUBMITIT_EXECUTOR"):
+            raise  # under submitit, requeueing is submitit's (docs/sweeps.md, "Signals")
+        # exit like a process killed by SIGTERM (Lightning's own exit status would be 0)
+        raise SystemExit(SIGTERM_EXIT) from None
+    except Exception as err:
+        record_failure(cfg, out, err)
+        raise
+    record_outcome(out, COMPLETED)
+    return value
+
+
+def last_checkpoint(cfg: DictConfig) -> Path | None:
+    """The epoch-end checkpoint that `resume=true` continues from (callbacks.last_checkpoint)."""
+    dirpath = OmegaConf.select(cfg, "callbacks.last_checkpoint.dirpath", default=None)
+    path = Path(dirpath) / "last.ckpt" if dirpath else None
+    return path if path is not None and path.exists() else None
+
+
+def record_interrupted(cfg: DictConfig, out: Path) -> None:
+    """results.json with status "interrupted" and the checkpoint a `resume=true` run continues from."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank != 0:
+        return
+    previous = read_results(out)
+    if previous and previous.get("status") == COMPLETED and not cfg.get("redo"):
+        return
+    ckpt = last_checkpoint(cfg)
+    record = {
+        "status": INTERRUPTED,
+        "error": "stopped by SIGTERM",
+        "checkpoint": str(ckpt) if ckpt else None,
+        "config": resolved(cfg),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(record, indent=2, default=str))
+    record_outcome(out, INTERRUPTED, f"stopped by SIGTERM; last checkpoint: {record['checkpoint']}")
+    start = "the start (no epoch ended)" if ckpt is None else ckpt
+    log.error(
+        "interrupted by SIGTERM: recorded in %s; resume=true continues from %s", out / "results.json", start
+    )
+
+
+def record_outcome(out: Path, outcome: str, reason: str = "") -> None:
+    """In a multirun launched with SweepSummary: note what this job did in this launch."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    launch = os.environ.get(LAUNCH_ENV)
+    if not launch or not is_multirun() or rank_zero_only.rank != 0:
+        return
+    from hydra.core.hydra_config import HydraConfig
+
+    sweep = Path(HydraConfig.get().sweep.dir)
+    job = os.path.relpath(out, sweep)
+    folder = sweep / ".outcomes" / launch
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"job": job, "outcome": outcome, "reason": reason}
+    (folder / (job.replace(os.sep, "__") + ".json")).write_text(json.dumps(record))
+
+
+def launch_outcomes(sweep: Path, launch: str) -> list[dict]:
+    records = []
+    for path in sorted((sweep / ".outcomes" / launch).glob("*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            records.append({"job": path.stem, "outcome": "unreadable", "reason": str(path)})
+    return records
+
+
 class SweepSummary(HydraCallback):
-    """Hydra callback: when a multirun ends, say how many jobs completed and name the failed ones,
-    so a sweep that went on past failures does not look like a clean one."""
+    """Hydra callback: when a multirun ends, say what each job did in *this* launch (completed,
+    skipped as completed already, refused, failed, interrupted), name the ones that did not complete
+    with the reason, and exit with status 1 if any did not (unless sweep_fail_exit=false).
+
+    Jobs report through files (sweet_lightning.runs.record_outcome): under submitit they run in
+    other processes, on other nodes, and a sweep dir may hold results of earlier launches."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ[LAUNCH_ENV] = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{os.urandom(3).hex()}"
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        launch = os.environ.pop(LAUNCH_ENV, None)
         sweep = Path(config.hydra.sweep.dir)
-        statuses: dict[str, list[str]] = {}
-        for path in sorted(sweep.glob("*/results.json")):
-            status = (read_results(path.parent) or {}).get("status", "unreadable")
-            statuses.setdefault(status, []).append(path.parent.name)
-        counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(statuses.items())) or "no results"
-        log.info("sweep %s: %s", sweep, counts)
-        for name in statuses.get("failed", []):
-            log.warning("failed job: %s (see its results.json)", sweep / name)
+        records = launch_outcomes(sweep, launch) if launch else []
+        counts = {o: sum(r["outcome"] == o for r in records) for o in (*OUTCOMES, "unreadable")}
+        shown = ", ".join(f"{n} {o}" for o, n in counts.items() if n) or "no job reported an outcome"
+        log.info("sweep %s, this launch: %s", sweep, shown)
+        if not records:  # e.g. jobs started without this process's environment (SWEET_LAUNCH_ID)
+            log.warning("no job of this launch reported what it did: see the jobs' results.json")
+        bad = [r for r in records if r["outcome"] not in (COMPLETED, SKIPPED)]
+        for r in bad:
+            log.warning("%s job: %s: %s", r["outcome"], sweep / r["job"], r["reason"])
+        if bad and config.get("sweep_fail_exit", True):
+            log.error(
+                "%d of %d jobs did not complete: exit status 1 (sweep_fail_exit=false exits 0)",
+                len(bad),
+                len(records),
+            )
+            sys.exit(1)

@@ -28,12 +28,15 @@ def output_dir(cfg: DictConfig) -> Path:
 
 
 def check_config(cfg: DictConfig) -> None:
+    from sweet_lightning.metrics import check_optimized_metric
+
     if int(cfg.train_size) <= 0:
         raise ValueError(f"train_size={cfg.train_size} must be > 0 (e.g. train_size=6000).")
     if float(cfg.lr) <= 0:
         raise ValueError(f"lr={cfg.lr} must be > 0 (e.g. lr=2e-5).")
     if cfg.calibration == "train_holdout" and int(cfg.calibration_size) <= 0:
         raise ValueError("calibration=train_holdout needs calibration_size > 0 (or use calibration=dev).")
+    check_optimized_metric(cfg.optimized_metric, len(cfg.model.exit_layers))
 
 
 def build_module(cfg: DictConfig):
@@ -124,24 +127,17 @@ def close_wandb() -> None:
 def train(cfg: DictConfig) -> float:
     """Fit the configured method and return `cfg.optimized_metric` of the final evaluation.
 
-    A run dir with a completed run is skipped (sweet_lightning.runs). A failing run is recorded in
-    results.json ("status": "failed"); in a multirun it returns NaN so the other jobs go on (under
-    Optuna it raises: a FAIL trial), a single run re-raises.
+    The run dir is locked while it trains; a run dir with a completed run is skipped; a failing run
+    is recorded in results.json ("status": "failed"), one stopped by SIGTERM as "interrupted"
+    (sweet_lightning.runs.guarded_run). In a multirun a failing run returns NaN so that the other
+    jobs go on (under Optuna it raises: a FAIL trial), a single run re-raises.
     """
     from sweet_lightning import runs
     from sweet_lightning.console import quiet_console
 
     quiet_console()
-    out = output_dir(cfg)
     try:
-        done = runs.completed_value(cfg, out)
-        return done if done is not None else _train(cfg)
-    except Exception as err:
-        runs.record_failure(cfg, out, err)
-        if not runs.swallow_failures():
-            raise
-        log.exception("run failed; the sweep goes on")
-        return float("nan")
+        return runs.guarded_run(cfg, output_dir(cfg), _train)
     finally:
         close_wandb()
 
@@ -204,6 +200,7 @@ def write_results(cfg, module, datamodule, evaluation, out: Path, train_time: fl
     import torch
 
     from sweet_lightning.evaluation.callback import CALIBRATION_SPLIT, warn_collapsed
+    from sweet_lightning.metrics import run_metrics
 
     task = module.task
     outputs = module.eval_outputs
@@ -224,11 +221,8 @@ def write_results(cfg, module, datamodule, evaluation, out: Path, train_time: fl
     primary = next(iter(splits), None)
     metrics: dict[str, float] = {}
     if primary is not None:
-        metrics["val/score"] = splits[primary]["exits"][-1]["score"]
-        for e in splits[primary]["exits"]:
-            metrics[f"val/exit{e['exit']}/score"] = e["score"]
-    if primary in report:
-        metrics["val/auc"] = report[primary]["auc"]
+        auc = report[primary]["auc"] if primary in report else None
+        metrics = run_metrics([e["score"] for e in splits[primary]["exits"]], auc)
     calibration = {"source": cfg.calibration}
     calibration["size"] = (
         int(len(datamodule.calibration_indices)) if cfg.calibration == "train_holdout" else splits[primary]["num_examples"]

@@ -28,3 +28,11 @@ class SleepPerStep(L.Callback):
         import time
 
         time.sleep(self.seconds)
+
+
+class LogWorsening(L.Callback):
+    """Logs `test/worsening` = -epoch at every validation: best at epoch 0, never better after."""
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            pl_module.log("test/worsening", -float(trainer.current_epoch))

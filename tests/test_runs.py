@@ -97,3 +97,125 @@ def test_ddp_gather_restores_dataset_order_without_padding(rows, world):
     gathered = gather_rows(FakeRanks(logit_shards), logit_shards[0], rows)
     assert torch.equal(labels, data)
     assert torch.equal(gathered, logits)
+
+
+# ---- run-dir lock ------------------------------------------------------------------------------
+
+
+def hold_lock(out, **holder):
+    import socket
+
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"pid": 1, "host": socket.gethostname(), "since": "2026-01-01 00:00:00", "slurm_job": None}
+    (out / ".lock").write_text(json.dumps({**record, **holder}))
+
+
+def ended_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_lock_held_by_a_live_process_refuses_with_its_pid_and_host(tmp_path):
+    import socket
+    import subprocess
+
+    from sweet_lightning.runlock import RunDirLocked, acquire
+
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        hold_lock(tmp_path, pid=sleeper.pid)
+        with pytest.raises(RunDirLocked) as err:
+            acquire(tmp_path)
+    finally:
+        sleeper.kill()
+    message = str(err.value)
+    assert f"process {sleeper.pid} on {socket.gethostname()}" in message and "\n" not in message
+    assert json.loads((tmp_path / ".lock").read_text())["pid"] == sleeper.pid  # left alone
+
+
+def test_stale_lock_of_an_ended_process_is_taken_over_with_a_warning(tmp_path, caplog):
+    import os
+
+    from sweet_lightning.runlock import acquire, release
+
+    dead = ended_pid()
+    hold_lock(tmp_path, pid=dead)
+    with caplog.at_level("WARNING"):
+        lock = acquire(tmp_path)
+    assert f"its process {dead} no longer runs" in caplog.text
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+    release(lock)
+    assert not lock.exists() and list(tmp_path.iterdir()) == []  # no temporary files left
+
+
+def test_lock_from_another_host_is_kept_unless_it_is_this_slurm_job(tmp_path, monkeypatch):
+    from sweet_lightning.runlock import RunDirLocked, acquire
+
+    hold_lock(tmp_path, host="node-elsewhere", pid=123, slurm_job="77")
+    monkeypatch.setenv("SLURM_JOB_ID", "78")
+    with pytest.raises(RunDirLocked, match=r"process 123 on node-elsewhere .*delete .*\.lock"):
+        acquire(tmp_path)
+    monkeypatch.setenv("SLURM_JOB_ID", "77")  # the same job, requeued onto another node
+    assert acquire(tmp_path).exists()
+
+
+def test_ddp_ranks_above_zero_take_no_lock(tmp_path, monkeypatch):
+    import subprocess
+
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from sweet_lightning.runlock import run_dir_lock
+
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        hold_lock(tmp_path, pid=sleeper.pid)  # rank 0 holds it
+        monkeypatch.setattr(rank_zero_only, "rank", 1)
+        with run_dir_lock(tmp_path):
+            pass
+    finally:
+        sleeper.kill()
+    assert json.loads((tmp_path / ".lock").read_text())["pid"] == sleeper.pid
+
+
+# ---- optimized_metric, CSV history ---------------------------------------------------------------
+
+
+def test_optimized_metric_typo_lists_the_names_runs_report():
+    from sweet_lightning.metrics import check_optimized_metric, run_metrics
+
+    with pytest.raises(ValueError, match=r"^optimized_metric=val/acu is not") as err:
+        check_optimized_metric("val/acu", num_exits=4)
+    assert "val/auc" in str(err.value) and "val/exit4/score" in str(err.value) and "\n" not in str(err.value)
+    for name in run_metrics([0.5, 0.6, 0.7, 0.8], auc=0.6):  # every name a run stores is accepted
+        check_optimized_metric(name, num_exits=4)
+
+
+def test_resumed_csv_log_keeps_the_earlier_rows(tmp_path):
+    import csv
+
+    from sweet_lightning.logs import ResumableCSVLogger
+
+    def rows():
+        with open(tmp_path / "csv/metrics.csv", newline="") as f:
+            return list(csv.DictReader(f))
+
+    first = ResumableCSVLogger(tmp_path, name="csv", version="")
+    first.log_metrics({"train/loss": 1.0}, step=0)
+    first.save()
+    resumed = ResumableCSVLogger(tmp_path, name="csv", version="", append=True)
+    resumed.log_metrics({"train/loss": 0.5}, step=1)
+    resumed.log_metrics({"val/auc": 0.7}, step=1)  # a new column widens the header
+    resumed.save()
+    assert [(r["step"], r["train/loss"], r["val/auc"]) for r in rows()] == [
+        ("0", "1.0", ""),
+        ("1", "0.5", ""),
+        ("1", "", "0.7"),
+    ]
+    fresh = ResumableCSVLogger(tmp_path, name="csv", version="")  # not resuming: starts over
+    fresh.log_metrics({"train/loss": 0.1}, step=0)
+    fresh.save()
+    assert [r["train/loss"] for r in rows()] == ["0.1"]

@@ -38,7 +38,9 @@ def test_sweep_runs_as_a_slurm_array_job(slurm_cluster, glue_path, tmp_path):
     crash = ["+callbacks.crash._target_=tests.helpers.CrashAtStep", "+callbacks.crash.step=1000,1"]
     args = ["-m", "launcher=slurm", *TINY, "callbacks=none", *crash, "hydra.launcher.cpus_per_task=1"]
     proc = launch([*args, f"hydra.sweep.dir={sweep}"], tmp_path, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the sweep went on past the crash, and the command says so (summary, exit status 1)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "this launch: 1 completed, 1 failed" in proc.stdout + proc.stderr
     first, second = (results(j) for j in job_dirs(sweep))
     assert first["status"] == "completed"
     assert second["status"] == "failed" and "simulated crash at step 1" in second["error"]

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from sweet_lightning.metrics import compute_metric
+from sweet_lightning.metrics import compute_metric, run_metrics
 from sweet_lightning.models import load_encoder
 from sweet_lightning.tasks import get_task
 
@@ -158,9 +158,8 @@ class AdaptiveModule(L.LightningModule):
                 for i, value in enumerate(values, start=1):
                     self.log(f"val/{split}/exit{i}/{name}", value, add_dataloader_idx=False)
             if split == self.eval_split_names[0]:
-                for i, value in enumerate(scores[self.task.metric], start=1):
-                    self.log(f"val/exit{i}/score", value, add_dataloader_idx=False)
-                self.log("val/score", scores[self.task.metric][-1], add_dataloader_idx=False, prog_bar=True)
+                for name, value in run_metrics(scores[self.task.metric]).items():
+                    self.log(name, value, add_dataloader_idx=False, prog_bar=name == "val/score")
 
     def split_names(self) -> list[str]:
         """Names of the validation dataloaders, in order (the datamodule's when it says)."""
