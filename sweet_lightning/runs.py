@@ -12,6 +12,7 @@ train.write_results) or `"failed"` (written here). Re-launching a sweep into the
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import sys
@@ -25,8 +26,20 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 COMPLETED, FAILED = "completed", "failed"
-# keys that do not change what a run computes: ignored when matching a stored run to this one
-NOT_IDENTITY = ("redo", "resume", "run_dir", "data", "logger")
+# keys that do not change what a run computes: ignored when matching a stored run to this one (dotted
+# for a key inside a group: data.group_by_length changes the batches, so it is not ignored)
+NOT_IDENTITY = (
+    "redo",
+    "resume",
+    "run_dir",
+    "logger",
+    "data.glue_dir",
+    "data.cache_dir",
+    "data.num_workers",
+    "data.sort_eval_by_length",  # the eval rows' order: float noise at most, outputs in dataset order
+)
+# keys added after runs were stored: a stored run without one ran as this value says
+ADDED_KEYS = {"data.group_by_length": False}
 
 
 class RunDirConflict(RuntimeError):
@@ -41,7 +54,21 @@ def read_results(out: Path) -> dict | None:
 
 
 def _identity(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+    config = copy.deepcopy(config)
+    for dotted in NOT_IDENTITY:
+        *groups, key = dotted.split(".")
+        node = config
+        for group in groups:
+            node = node.get(group) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(key, None)
+    for dotted, value in ADDED_KEYS.items():
+        *groups, key = dotted.split(".")
+        node = config
+        for group in groups:
+            node = node.setdefault(group, {}) if isinstance(node.get(group, {}), dict) else {}
+        node.setdefault(key, value)
+    return config
 
 
 def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
