@@ -368,7 +368,15 @@ class GlueDataModule(L.LightningDataModule):
             seed=self.seed,
             mega_batches=self.mega_batches,
         )
-        return DataLoader(self.train_dataset, batch_sampler=sampler, **self._loader_kwargs())
+        return DataLoader(
+            self.train_dataset,
+            batch_sampler=sampler,
+            # A loader draws its workers' base seed at every new iterator, from the global torch stream
+            # when it has no generator: that draw would shift the dropout stream EpochSeeding sets, and
+            # by a different amount in a resumed run (whose first iterator comes before the reseed).
+            generator=torch.Generator().manual_seed(self.seed),
+            **self._loader_kwargs(),
+        )
 
     @property
     def val_split_names(self) -> list[str]:

@@ -57,17 +57,19 @@ def _identity(config: dict) -> dict:
     config = copy.deepcopy(config)
     for dotted in NOT_IDENTITY:
         *groups, key = dotted.split(".")
-        node = config
-        for group in groups:
-            node = node.get(group) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(key, None)
+        _group(config, groups).pop(key, None)
     for dotted, value in ADDED_KEYS.items():
         *groups, key = dotted.split(".")
-        node = config
-        for group in groups:
-            node = node.setdefault(group, {}) if isinstance(node.get(group, {}), dict) else {}
-        node.setdefault(key, value)
+        _group(config, groups).setdefault(key, value)
+    return config
+
+
+def _group(config: dict, names: list[str]) -> dict:
+    """The config group at `names` (created empty where missing, e.g. in an older stored config)."""
+    for name in names:
+        config = config.setdefault(name, {})
+        if not isinstance(config, dict):
+            return {}
     return config
 
 
