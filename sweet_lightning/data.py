@@ -336,7 +336,9 @@ class GlueDataModule(L.LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------------------------
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool = False) -> DataLoader:
+    def _loader(
+        self, dataset: datasets.Dataset | LengthOrdered | None, batch_size: int, shuffle: bool = False
+    ) -> DataLoader:
         if dataset is None or self.collator is None:
             raise RuntimeError("GlueDataModule.setup() must run before asking for a dataloader")
         return DataLoader(
