@@ -22,9 +22,10 @@ import datasets
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, SequentialSampler
 from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
 
+from sweet_lightning.batching import MEGA_BATCHES, LengthGroupedBatchSampler, LengthOrdered, token_lengths
 from sweet_lightning.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
@@ -190,7 +191,12 @@ def _hub_rows(spec: TaskSpec, split: datasets.Dataset) -> Rows:
 
 
 class GlueDataModule(L.LightningDataModule):
-    """One GLUE task: a seeded training sample (plus an optional calibration hold-out) and its dev splits."""
+    """One GLUE task: a seeded training sample (plus an optional calibration hold-out) and its dev splits.
+
+    `group_by_length` draws training batches of similar lengths (sweet_lightning.batching): other
+    batches than the plain shuffle at the same seed, the same rows per epoch. `sort_eval_by_length`
+    runs evaluation rows longest first; the module puts their outputs back in dataset order.
+    """
 
     def __init__(
         self,
@@ -205,6 +211,9 @@ class GlueDataModule(L.LightningDataModule):
         calibration_size: int = 0,
         num_workers: int = 0,
         cache_dir: str | None = None,
+        group_by_length: bool = False,
+        sort_eval_by_length: bool = True,
+        mega_batches: int = MEGA_BATCHES,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -220,6 +229,9 @@ class GlueDataModule(L.LightningDataModule):
         self.seed = seed
         self.calibration_size = calibration_size
         self.num_workers = num_workers
+        self.group_by_length = bool(group_by_length)
+        self.sort_eval_by_length = bool(sort_eval_by_length)
+        self.mega_batches = int(mega_batches)
         xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else Path(xdg) / "sweet_lightning"
         self.eval_split_names: list[str] = list(self.task.eval_splits)
@@ -324,7 +336,9 @@ class GlueDataModule(L.LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------------------------
 
-    def _loader(self, dataset: datasets.Dataset | None, batch_size: int, shuffle: bool = False) -> DataLoader:
+    def _loader(
+        self, dataset: datasets.Dataset | LengthOrdered | None, batch_size: int, shuffle: bool = False
+    ) -> DataLoader:
         if dataset is None or self.collator is None:
             raise RuntimeError("GlueDataModule.setup() must run before asking for a dataloader")
         return DataLoader(
@@ -333,13 +347,38 @@ class GlueDataModule(L.LightningDataModule):
             shuffle=shuffle,
             # a fresh generator per call: the batch order depends only on the seed
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-            collate_fn=self.collator,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            **self._loader_kwargs(),
         )
 
+    def _loader_kwargs(self) -> dict:
+        return {
+            "collate_fn": self.collator,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+        }
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, self.batch_size, shuffle=True)
+        if not self.group_by_length:
+            return self._loader(self.train_dataset, self.batch_size, shuffle=True)
+        if self.train_dataset is None:
+            raise RuntimeError("GlueDataModule.setup() must run before asking for a dataloader")
+        sampler = LengthGroupedBatchSampler(
+            # under DDP Lightning swaps this for its DistributedSampler, which picks this rank's shard
+            sampler=SequentialSampler(self.train_dataset),
+            lengths=token_lengths(self.train_dataset),
+            batch_size=self.batch_size,
+            seed=self.seed,
+            mega_batches=self.mega_batches,
+        )
+        return DataLoader(
+            self.train_dataset,
+            batch_sampler=sampler,
+            # A loader draws its workers' base seed at every new iterator, from the global torch stream
+            # when it has no generator: that draw would shift the dropout stream EpochSeeding sets, and
+            # by a different amount in a resumed run (whose first iterator comes before the reseed).
+            generator=torch.Generator().manual_seed(self.seed),
+            **self._loader_kwargs(),
+        )
 
     @property
     def val_split_names(self) -> list[str]:
@@ -361,9 +400,16 @@ class GlueDataModule(L.LightningDataModule):
             raise ValueError(
                 f"{self.task.name} has no evaluation split {split!r}; choose from {self.eval_split_names}"
             )
-        return self._loader(self.eval_datasets.get(split), self.eval_batch_size)
+        return self._eval_loader(self.eval_datasets.get(split))
 
     def calibration_dataloader(self) -> DataLoader:
         if self.calibration_size == 0:
             raise ValueError("no calibration set: set calibration_size > 0")
-        return self._loader(self.calibration_dataset, self.eval_batch_size)
+        return self._eval_loader(self.calibration_dataset)
+
+    def _eval_loader(self, dataset: datasets.Dataset | None) -> DataLoader:
+        # longest rows first: batches pad to similar lengths; the rows' outputs go back to dataset
+        # order in AdaptiveModule.finalize_eval, which reads the view's `order`
+        if dataset is not None and self.sort_eval_by_length:
+            dataset = LengthOrdered(dataset)
+        return self._loader(dataset, self.eval_batch_size)

@@ -17,6 +17,7 @@ failed, interrupted) under `<sweep dir>/.outcomes/<launch id>/`, which SweepSumm
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -38,8 +39,21 @@ SKIPPED, REFUSED = "skipped", "refused"
 OUTCOMES = (COMPLETED, SKIPPED, REFUSED, FAILED, INTERRUPTED)
 LAUNCH_ENV = "SWEET_LAUNCH_ID"  # set by SweepSummary for the jobs of one launch (inherited by submitit jobs)
 SIGTERM_EXIT = 143  # 128 + SIGTERM, as a shell reports a process ended by it
-# keys that do not change what a run computes: ignored when matching a stored run to this one
-NOT_IDENTITY = ("redo", "resume", "run_dir", "data", "logger", "sweep_fail_exit")
+# keys that do not change what a run computes: ignored when matching a stored run to this one (dotted
+# for a key inside a group: data.group_by_length changes the batches, so it is not ignored)
+NOT_IDENTITY = (
+    "redo",
+    "resume",
+    "run_dir",
+    "logger",
+    "sweep_fail_exit",
+    "data.glue_dir",
+    "data.cache_dir",
+    "data.num_workers",
+    "data.sort_eval_by_length",  # the eval rows' order: float noise at most, outputs in dataset order
+)
+# keys added after runs were stored: a stored run without one ran as this value says
+ADDED_KEYS = {"data.group_by_length": False}
 
 
 class RunDirConflict(RuntimeError):
@@ -60,7 +74,23 @@ def read_results(out: Path) -> dict | None:
 
 
 def _identity(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+    config = copy.deepcopy(config)
+    for dotted in NOT_IDENTITY:
+        *groups, key = dotted.split(".")
+        _group(config, groups).pop(key, None)
+    for dotted, value in ADDED_KEYS.items():
+        *groups, key = dotted.split(".")
+        _group(config, groups).setdefault(key, value)
+    return config
+
+
+def _group(config: dict, names: list[str]) -> dict:
+    """The config group at `names` (created empty where missing, e.g. in an older stored config)."""
+    for name in names:
+        config = config.setdefault(name, {})
+        if not isinstance(config, dict):
+            return {}
+    return config
 
 
 def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -4,9 +4,10 @@ stopped.
 Lightning restores weights, optimizer, scheduler and loop counters, but not the random streams: a
 resumed run would reshuffle its data from the start of the seed's stream and draw other dropout
 masks. Here every epoch starts from streams that depend only on (seed, epoch): the training
-sampler's shuffle and the global torch/numpy/random generators (dropout). Checkpoints are taken at
-epoch ends (ModelCheckpoint on validation), so resuming re-enters exactly such an epoch start.
-Lightning's DistributedSampler already shuffles by (seed, epoch) under DDP.
+sampler's shuffle (or the length-grouped batch sampler's epoch) and the global torch/numpy/random
+generators (dropout). Checkpoints are taken at epoch ends (ModelCheckpoint on validation), so
+resuming re-enters exactly such an epoch start. Lightning's DistributedSampler already shuffles by
+(seed, epoch) under DDP.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ class EpochSeeding(L.Callback):
             # the generator lazily, at the epoch's first batch, i.e. always after this hook.
             if isinstance(sampler, RandomSampler):
                 sampler.generator = torch.Generator().manual_seed(seed)
+            # batching.LengthGroupedBatchSampler draws from (seed, epoch) itself, also lazily; Lightning
+            # sets the epoch of `batch_sampler.sampler` only, not of the batch sampler
+            set_epoch = getattr(getattr(loader, "batch_sampler", None), "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(trainer.current_epoch)
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         random.seed(seed)

@@ -89,6 +89,8 @@ def build_datamodule(cfg: DictConfig):
         calibration_size=cfg.calibration_size if cfg.calibration == "train_holdout" else 0,
         num_workers=cfg.data.num_workers,
         cache_dir=cfg.data.cache_dir,
+        group_by_length=cfg.data.group_by_length,
+        sort_eval_by_length=cfg.data.sort_eval_by_length,
     )
 
 

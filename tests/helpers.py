@@ -36,3 +36,28 @@ class LogWorsening(L.Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:
             pl_module.log("test/worsening", -float(trainer.current_epoch))
+
+
+class RecordBatches(L.Callback):
+    """Writes the rows of every training batch this rank saw, by epoch, to `<out>/batches_rank<r>.json`
+    (each row as its unpadded token ids), so a test can check what the sampler gave each DDP rank."""
+
+    def __init__(self, out: str):
+        self.out = out
+        self.epochs: list[list[list[list[int]]]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.epochs.append([])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        pairs = zip(batch["input_ids"], batch["attention_mask"], strict=True)
+        rows = [ids[mask.bool()].tolist() for ids, mask in pairs]
+        self.epochs[-1].append(rows)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        import json
+        from pathlib import Path
+
+        path = Path(self.out) / f"batches_rank{trainer.global_rank}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.epochs))

@@ -283,19 +283,48 @@ def test_rte_datamodule_batches(tmp_path: Path) -> None:
     assert saw_short_batch
     assert Counter(seen) == Counter(expected(rows[i]) for i in dm.train_indices)
 
-    # evaluation keeps file order, so labels line up with the dev TSV row by row
+    # evaluation runs the rows longest first; the view's `order` maps them back to the dev TSV's rows
     loaders = dm.val_dataloader()
     # the held-out calibration split is validated after the eval splits (temperature fitting)
     assert isinstance(loaders, list) and len(loaders) == 2 and dm.eval_split_names == ["dev"]
     assert dm.val_split_names == ["dev", "calibration"] and len(loaders[1].dataset) == 16
     _, dev_rows = _plain_rows(GLUE / "RTE" / "dev.tsv")
-    dev_labels, widths = [], []
+    dev_labels, dev_lengths, widths = [], [], []
     for batch in loaders[0]:
         dev_labels += batch["labels"].tolist()
+        dev_lengths += batch["attention_mask"].sum(1).tolist()
         widths.append(batch["input_ids"].shape[1])
-    assert dev_labels == [spec.labels.index(r[3]) for r in dev_rows]
-    assert max(widths) == max_len and min(widths) < max_len  # truncated, yet padded per batch
+    order = loaders[0].dataset.order
+    assert sorted(order.tolist()) == list(range(len(dev_rows)))
+    assert dev_labels == [spec.labels.index(dev_rows[i][3]) for i in order]
+    assert dev_lengths == sorted(dev_lengths, reverse=True)
+    assert widths[0] == max_len and min(widths) < max_len  # truncated, yet padded per batch
     assert sum(len(b["labels"]) for b in dm.calibration_dataloader()) == 16
+
+
+@needs_glue
+def test_grouped_training_batches_pad_less_and_hold_the_same_rows(tmp_path: Path) -> None:
+    """data.group_by_length on real RTE pairs: each epoch the same rows as the plain shuffle, far less
+    padding (RTE's lengths run from a dozen tokens to the 256 cap)."""
+
+    def epoch(group: bool) -> tuple[Counter, int]:
+        dm = GlueDataModule(
+            "rte", _tokenizer_path(), glue_dir=str(GLUE), train_size=600, max_seq_length=256, batch_size=16,
+            seed=3, cache_dir=str(tmp_path), group_by_length=group,
+        )  # fmt: skip
+        dm.setup()
+        rows: Counter = Counter()
+        padded = 0
+        for batch in dm.train_dataloader():
+            padded += batch["input_ids"].numel()
+            for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True):
+                rows[tuple(ids[mask.bool()].tolist())] += 1
+        return rows, padded
+
+    grouped_rows, grouped_padded = epoch(True)
+    plain_rows, plain_padded = epoch(False)
+    assert grouped_rows == plain_rows and sum(grouped_rows.values()) == 600
+    assert grouped_padded < 0.75 * plain_padded
 
 
 def test_cache_reused_and_invalidated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

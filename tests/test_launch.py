@@ -70,17 +70,21 @@ def test_same_seed_same_scores(glue_path, tmp_path):
 
 @pytest.mark.parametrize(("task", "expected_train"), [("sst2", 6000), ("mrpc", 3668 - 300)])
 def test_methods_and_models_with_same_seed_train_on_the_same_sample(glue_path, task, expected_train):
-    """SST-2's pool (67K) gives a 6K draw; MRPC's (3.7K) is smaller, so the rest of it trains."""
+    """SST-2's pool (67K) gives a 6K draw; MRPC's (3.7K) is smaller, so the rest of it trains. With
+    data.group_by_length the batches too are the same (the models share a tokenizer)."""
     from sweet_lightning.train import build_datamodule
 
-    indices = []
+    indices, batches = [], []
     for overrides in (["method=sweet", "model=tiny_bert"], ["method=cascade", "model=minilm_l6"]):
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=[*overrides, f"task=glue/{task}", "seed=3", f"data.glue_dir={glue_path}"])
+            cfg = compose("train", overrides=[*overrides, f"task=glue/{task}", "seed=3", f"data.glue_dir={glue_path}",
+                                              "data.group_by_length=true"])
         dm = build_datamodule(cfg)
         dm.setup("fit")
         indices.append((dm.train_indices.tolist(), dm.calibration_indices.tolist()))
+        batches.append(list(dm.train_dataloader().batch_sampler))
     assert indices[0] == indices[1]
+    assert batches[0] == batches[1] and sorted(sum(batches[0], [])) == list(range(expected_train))
     assert len(indices[0][0]) == expected_train and len(indices[0][1]) == 300
 
 

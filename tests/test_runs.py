@@ -33,6 +33,23 @@ def test_completed_run_is_skipped_with_its_metric(tmp_path):
     assert runs.completed_value(cfg(run_dir="y", data={"glue_dir": "z"}), tmp_path) == 0.75
 
 
+def test_data_paths_and_workers_are_not_identity_but_length_grouping_is(tmp_path):
+    data = {"glue_dir": "a", "cache_dir": "b", "num_workers": 0, "group_by_length": False}
+    write(tmp_path, "completed", cfg(data={**data, "sort_eval_by_length": True}), {"val/auc": 0.75})
+    other_place = {"glue_dir": "c", "cache_dir": None, "num_workers": 4, "sort_eval_by_length": False}
+    assert runs.completed_value(cfg(data={**data, **other_place}), tmp_path) == 0.75
+    # grouped batches are other batches: other numbers, so the stored run is not this one
+    with pytest.raises(runs.RunDirConflict, match=r"differs in: data\.group_by_length"):
+        runs.completed_value(cfg(data={**data, "group_by_length": True}), tmp_path)
+
+
+def test_run_stored_before_length_grouping_existed_counts_as_ungrouped(tmp_path):
+    write(tmp_path, "completed", cfg(data={"glue_dir": "a", "num_workers": 0}), {"val/auc": 0.75})
+    assert runs.completed_value(cfg(data={"glue_dir": "a", "group_by_length": False}), tmp_path) == 0.75
+    with pytest.raises(runs.RunDirConflict, match=r"differs in: data\.group_by_length"):
+        runs.completed_value(cfg(data={"glue_dir": "a", "group_by_length": True}), tmp_path)
+
+
 def test_redo_and_failed_runs_run_again(tmp_path):
     write(tmp_path, "completed", cfg(), {"val/auc": 0.75})
     assert runs.completed_value(cfg(redo=True), tmp_path) is None

@@ -25,8 +25,10 @@ def csv_rows(run_dir):
         return list(csv.DictReader(f))
 
 
-def test_resumed_run_ends_with_the_same_numbers(glue_path, tmp_path):
-    """Crash in epoch 2, resume=true from last.ckpt (end of epoch 1): same logits as never stopping."""
+@pytest.mark.parametrize("group_by_length", [False, True])
+def test_resumed_run_ends_with_the_same_numbers(glue_path, tmp_path, group_by_length):
+    """Crash in epoch 2, resume=true from last.ckpt (end of epoch 1): same logits as never stopping,
+    with the plain shuffle and with length-grouped batches (whose epoch 2 must not restart at epoch 0's)."""
     # lr large enough that epoch 2's batch order and dropout visibly change the weights; the "best"
     # checkpoint (monitor=null: the latest) is the final epoch's, so the comparison sees epoch 2
     run = [
@@ -36,6 +38,7 @@ def test_resumed_run_ends_with_the_same_numbers(glue_path, tmp_path):
         "lr=1e-3",
         "trainer.max_epochs=2",
         "callbacks.model_checkpoint.monitor=null",
+        f"data.group_by_length={group_by_length}",
     ]
     crash = [
         "+callbacks.crash._target_=tests.helpers.CrashAtStep",
@@ -197,6 +200,35 @@ def test_ddp_on_cpu_evaluates_every_row_once_in_order(glue_path, tmp_path):
     _, dev_labels, _ = read_glue_tsv("rte", glue_path / "RTE" / "dev.tsv")
     np.testing.assert_array_equal(np.load(tmp_path / "run/logits_dev.npz")["labels"], dev_labels)
     assert (tmp_path / "run/train_ddp_process_1.log").exists()  # rank 1 ran, in this run's dir
+
+
+@pytest.mark.slow
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="DDP test needs 2 CPU cores")
+def test_ddp_on_cpu_length_grouped_shards_are_disjoint_and_cover_the_sample(glue_path, tmp_path):
+    """Two ranks, 37 rows, batch 4: each epoch the ranks' rows are the training sample with one row
+    repeated (padding to an even count, as DistributedSampler does), in as many batches each."""
+    from collections import Counter
+
+    from sweep_utils import compose
+
+    from sweet_lightning.train import build_datamodule
+
+    run = [*TINY, "train_size=37", "batch_size=4", "trainer.max_epochs=2", "data.group_by_length=true"]
+    record = ["+callbacks.record._target_=tests.helpers.RecordBatches", f"+callbacks.record.out={tmp_path}"]
+    proc = launch([*run, "trainer=ddp", "callbacks=none", *record, f"run_dir={tmp_path / 'run'}"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dm = build_datamodule(compose([*run, f"data.glue_dir={glue_path}"]))
+    dm.setup("fit")
+    sample = Counter(tuple(ids) for ids in dm.train_dataset["input_ids"])
+    ranks = [json.loads((tmp_path / f"batches_rank{r}.json").read_text()) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == 2
+    for epoch in (0, 1):
+        shards = [Counter(tuple(row) for batch in rank[epoch] for row in batch) for rank in ranks]
+        assert len(ranks[0][epoch]) == len(ranks[1][epoch]) == 5  # ceil(19 / 4) batches each
+        assert set(shards[0] + shards[1]) == set(sample) and (shards[0] + shards[1]).total() == 38
+    assert ranks[0][0] != ranks[0][1]  # another epoch, other batches
+    _, dev_labels, _ = read_glue_tsv("rte", glue_path / "RTE" / "dev.tsv")
+    np.testing.assert_array_equal(np.load(tmp_path / "run/logits_dev.npz")["labels"], dev_labels)
 
 
 @pytest.mark.slow

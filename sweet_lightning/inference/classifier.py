@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sweet_lightning.batching import length_order
 from sweet_lightning.evaluation import speed_accuracy_curve, speedup
 from sweet_lightning.inference.engine import AdaptiveEngine
 from sweet_lightning.inference.loading import (
@@ -284,5 +285,5 @@ class _DevFallback:
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
     """Input positions grouped into batches of similar length, longest first (peak memory early)."""
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    order = length_order(lengths)
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

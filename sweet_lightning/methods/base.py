@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from sweet_lightning.batching import LengthOrdered, dataset_order
 from sweet_lightning.metrics import compute_metric, run_metrics
 from sweet_lightning.models import load_encoder
 from sweet_lightning.tasks import get_task
@@ -142,7 +143,9 @@ class AdaptiveModule(L.LightningModule):
         self.net.train()
 
     # ---- evaluation: every method the same way ----------------------------------------
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(
+        self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         logits, scores = self.forward_with_scores(batch)
         buf = self._eval_buffers.setdefault(dataloader_idx, {"logits": [], "labels": [], "exit_scores": []})
         buf["logits"].append(torch.stack(logits).float().cpu())  # [E, B, C]
@@ -181,18 +184,29 @@ class AdaptiveModule(L.LightningModule):
             num_rows = self._sharded_eval_rows(idx)
             if num_rows is not None:
                 arrays = {k: gather_rows(self, v, num_rows) for k, v in arrays.items()}
+            order = self._eval_row_order(idx)
+            if order is not None:  # the loader ran a length-sorted view: back to dataset rows
+                arrays = {k: dataset_order(order, v) for k, v in arrays.items()}
             split = names[idx] if idx < len(names) else f"eval{idx}"
             self.eval_outputs[split] = {k: v.numpy() for k, v in arrays.items()}
         self._eval_buffers = {}
         return self.eval_outputs
 
+    def _val_loader(self, idx: int):
+        loaders = self.trainer.val_dataloaders if self._trainer is not None else None
+        return loaders[idx] if isinstance(loaders, (list, tuple)) else loaders
+
+    def _eval_row_order(self, idx: int) -> np.ndarray | None:
+        """Dataset row of each position of eval dataloader `idx` when it runs a length-sorted view
+        (batching.LengthOrdered), else None."""
+        dataset = getattr(self._val_loader(idx), "dataset", None)
+        return dataset.order if isinstance(dataset, LengthOrdered) else None
+
     def _sharded_eval_rows(self, idx: int) -> int | None:
         """Rows of eval dataloader `idx` when DDP split it over the ranks (else None: nothing to gather)."""
         if self._trainer is None or self.trainer.world_size <= 1:
             return None
-        loaders = self.trainer.val_dataloaders
-        loader = loaders[idx] if isinstance(loaders, (list, tuple)) else loaders
-        sampler = getattr(loader, "sampler", None)
+        sampler = getattr(self._val_loader(idx), "sampler", None)
         if not isinstance(sampler, DistributedSampler):  # use_distributed_sampler=False: each rank saw all
             return None
         if sampler.shuffle or sampler.drop_last:
