@@ -81,6 +81,12 @@ class SegmentedEncoder(nn.Module):
         unused = positions.padding_idx + 1 if positions.padding_idx is not None else 0
         return positions.num_embeddings - unused
 
+    @staticmethod
+    def max_length_of(module: nn.Module) -> int | None:
+        """The longest input every encoder inside `module` accepts (a cascade holds several); None: no limit."""
+        limits = [m.max_length for m in module.modules() if isinstance(m, SegmentedEncoder) and m.max_length]
+        return min(limits, default=None)
+
     def truncate(self, num_layers: int) -> None:
         """Keep only the first `num_layers` layers (Multi-Model members are truncated models)."""
         self.model.encoder.layer = nn.ModuleList(list(self.layers)[:num_layers])

@@ -74,11 +74,11 @@ def check_max_seq_length(cfg: DictConfig, module) -> None:
     """Longer inputs than the model has positions for would fail mid-epoch with a tensor-size error."""
     from sweet_lightning.backbone import SegmentedEncoder
 
-    limits = [m.max_length for m in module.modules() if isinstance(m, SegmentedEncoder) and m.max_length]
-    if limits and int(cfg.max_seq_length) > min(limits):
+    limit = SegmentedEncoder.max_length_of(module)
+    if limit is not None and int(cfg.max_seq_length) > limit:
         raise ValueError(
-            f"max_seq_length={cfg.max_seq_length} is more than the {min(limits)} positions of model "
-            f"{cfg.model.name} ({cfg.model.pretrained}): use max_seq_length <= {min(limits)}."
+            f"max_seq_length={cfg.max_seq_length} is more than the {limit} positions of model "
+            f"{cfg.model.name} ({cfg.model.pretrained}): use max_seq_length <= {limit}."
         )
 
 

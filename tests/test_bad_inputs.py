@@ -308,6 +308,9 @@ def test_predict_binary_or_non_utf8_input_names_the_file(
         ("jsonl_not_object", "line 1 is not a JSON object"),
         ("jsonl_missing_value", "row 2 has no value for sentence2"),
         ("not_ours", "has no sweet_lightning hyperparameters"),
+        ("zero_length", "max_length=0 must be >= 1"),
+        ("zero_batch", "batch_size=0 must be >= 1"),
+        ("too_long", "max_length=600 is more than the 512 positions of this model"),
     ],
 )
 def test_predict_usage_errors_are_one_line(tiny_checkpoint, tmp_path, capsys, case, needle):
@@ -328,6 +331,9 @@ def test_predict_usage_errors_are_one_line(tiny_checkpoint, tmp_path, capsys, ca
         "jsonl_not_object": [ckpt, f"input={tmp_path / 'list.jsonl'}", "threshold=0.8"],
         "jsonl_missing_value": [ckpt, f"input={tmp_path / 'gap.jsonl'}", "threshold=0.8"],
         "not_ours": [str(tmp_path / "other.ckpt"), f"input={good}", "threshold=0.8"],
+        "zero_length": [ckpt, f"input={good}", "threshold=0.8", "max_length=0"],
+        "zero_batch": [ckpt, f"input={good}", "threshold=0.8", "batch_size=0"],
+        "too_long": [ckpt, f"input={good}", "threshold=0.8", "max_length=600"],
     }[case]
     assert predict_main(args) == 2
     err = one_line(capsys.readouterr().err)
