@@ -71,12 +71,13 @@ def check_launcher(args: list[str], conf_dir: Path) -> None:
     target = path.read_text() if path.is_file() else ""  # an unknown option is reported with the others
     if "submitit" in target and importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
         raise OverrideError(f"launcher={chosen[-1]} needs the slurm extra: pip install -e '.[slurm]'.")
+    # submitit submits with sbatch and refuses to start without srun
     missing = [cmd for cmd in ("sbatch", "srun") if shutil.which(cmd) is None]
     if "submitit_slurm" in target and missing:
+        verb = "is" if len(missing) == 1 else "are"
         raise OverrideError(
-            f"launcher={chosen[-1]} needs Slurm, but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
-            "not on PATH: run from a Slurm "
-            "login node, or use launcher=local or launcher=local_parallel."
+            f"launcher={chosen[-1]} needs Slurm, but {' and '.join(missing)} {verb} not on PATH: "
+            "run from a Slurm login node, or use launcher=local or launcher=local_parallel."
         )
 
 

@@ -78,8 +78,9 @@ def evaluate_run(run_dir: Path, **opts) -> dict[str, dict]:
         raise FileNotFoundError(f"{results_path} not found: give a run directory written by launch.py.")
     try:
         results = json.loads(results_path.read_text())
-    except ValueError as err:  # also UnicodeDecodeError: a truncated or overwritten file
-        raise ValueError(f"{results_path} is not valid JSON ({err}); re-run training.") from err
+    except ValueError as err:  # a truncated or overwritten file; bytes that are not UTF-8 land here too
+        reason = str(err) if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
+        raise ValueError(f"{results_path} is not valid JSON ({reason}); re-run training.") from err
     missing = [k for k in RUN_KEYS if k not in results] if isinstance(results, dict) else list(RUN_KEYS)
     if missing:
         raise ValueError(

@@ -372,6 +372,20 @@ def test_predict_missing_checkpoint_lists_each_path_once(tmp_path):
     assert "checkpoint not found" in text and text.count("best.ckpt") == 1
 
 
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"[1, 2]", "is not a results.json written by launch.py"),
+        (b"\xff\xfe", "is not valid JSON (not UTF-8 text)"),
+    ],
+)
+def test_predict_corrupt_results_json_names_it(tmp_path, content, needle):
+    (tmp_path / "results.json").write_bytes(content)
+    with pytest.raises(ValueError) as err:
+        resolve_source(tmp_path)
+    assert one_line(str(err.value)).startswith(f"'{tmp_path / 'results.json'}' {needle}")
+
+
 def minimal_run(run: Path) -> None:
     import numpy as np
 
@@ -386,7 +400,7 @@ def minimal_run(run: Path) -> None:
     ("file", "content", "needle"),
     [
         ("results.json", b'{"task": ', "results.json is not valid JSON (Expecting value"),
-        ("results.json", b"\xff\xfe\x00garbage", "results.json is not valid JSON"),
+        ("results.json", b"\xff\xfe\x00garbage", "results.json is not valid JSON (not UTF-8 text)"),
         ("results.json", b"[1, 2]", "results.json is not a results.json written by launch.py"),
         ("results.json", b'{"task": "rte"}', "(no exit_layers, num_layers, kind)"),
         ("logits_dev.npz", b"PK\x03\x04 truncated", "logits_dev.npz is not a readable logits file"),
