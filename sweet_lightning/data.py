@@ -26,7 +26,6 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from sweet_lightning.tasks import TaskSpec, get_task
-from sweet_lightning.textfiles import not_utf8
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +81,8 @@ def read_glue_tsv(task: TaskSpec | str, path: str | os.PathLike) -> Rows:
         except csv.Error as err:
             raise ValueError(f"{path} line {reader.line_num}: {err}") from err
         except UnicodeDecodeError as err:
+            from sweet_lightning.textfiles import not_utf8
+
             raise ValueError(f"{not_utf8(path)}: re-save it as UTF-8") from err
     if not texts:
         # checked here, before anything is cached: an empty split would only fail later, deep in datasets

@@ -43,31 +43,23 @@ def load_outputs(run_dir: Path, results: dict) -> dict[str, dict[str, np.ndarray
     for split in names:
         path = run_dir / f"logits_{split}.npz"
         if not path.exists():
-            raise FileNotFoundError(
-                f"{path} is missing: this run saved no logits for {split!r}; re-run training."
-            )
+            raise FileNotFoundError(f"{path} is missing: this run saved no logits for {split!r}; re-run training.")
         try:
             with np.load(path) as data:
                 outputs[split] = {k: data[k] for k in data.files}
         except (OSError, ValueError, zipfile.BadZipFile) as err:  # truncated or overwritten file
-            raise ValueError(
-                f"{path} is not a readable logits file ({type(err).__name__}); re-run training."
-            ) from err
+            raise ValueError(f"{path} is not a readable logits file ({type(err).__name__}); re-run training.") from err
     return outputs
 
 
 def parse_args(argv: list[str]) -> tuple[Path, dict]:
     if not argv or "=" in argv[0]:
-        raise ValueError(
-            "usage: python -m sweet_lightning.evaluate <run_dir> [exit_policy=...] [calibration=...]"
-        )
+        raise ValueError("usage: python -m sweet_lightning.evaluate <run_dir> [exit_policy=...] [calibration=...]")
     opts = {}
     for arg in argv[1:]:
         key, sep, value = arg.partition("=")
         if not sep or key not in KEYS:
-            raise ValueError(
-                f"unknown argument {arg!r}: use key=value with key in {', '.join(sorted(KEYS))}."
-            )
+            raise ValueError(f"unknown argument {arg!r}: use key=value with key in {', '.join(sorted(KEYS))}.")
         opts[key] = yaml.safe_load(value)
     return Path(argv[0]), opts
 
@@ -83,21 +75,14 @@ def evaluate_run(run_dir: Path, **opts) -> dict[str, dict]:
         raise ValueError(f"{results_path} is not valid JSON ({reason}); re-run training.") from err
     missing = [k for k in RUN_KEYS if k not in results] if isinstance(results, dict) else list(RUN_KEYS)
     if missing:
-        raise ValueError(
-            f"{results_path} is not a results.json written by launch.py (no {', '.join(missing)})."
-        )
+        raise ValueError(f"{results_path} is not a results.json written by launch.py (no {', '.join(missing)}).")
     if not results.get("splits"):
-        raise ValueError(
-            f"{run_dir} has no saved logits (status: {results.get('status', '?')}); re-run training."
-        )
+        raise ValueError(f"{run_dir} has no saved logits (status: {results.get('status', '?')}); re-run training.")
     outputs = load_outputs(run_dir, results)
     calibration = opts.get("calibration", results.get("calibration", {}).get("source", "train_holdout"))
     if calibration == "train_holdout" and CALIBRATION_SPLIT not in outputs:
-        print(
-            f"warning: {run_dir} has no logits_{CALIBRATION_SPLIT}.npz: temperatures are fitted on dev "
-            "(calibration=dev)",
-            file=sys.stderr,
-        )
+        print(f"warning: {run_dir} has no logits_{CALIBRATION_SPLIT}.npz: temperatures are fitted on dev "
+              "(calibration=dev)", file=sys.stderr)
         calibration = "dev"
     evaluation = AdaptiveEvaluation(
         policy=opts.get("exit_policy", "confidence"),
