@@ -70,6 +70,23 @@ class SegmentedEncoder(nn.Module):
     def num_layers(self) -> int:
         return len(self.layers)
 
+    @property
+    def max_length(self) -> int | None:
+        """Longest input (in tokens) the absolute position embeddings cover; None when positions are only
+        relative (DeBERTa), which has no such limit."""
+        positions = getattr(self.model.embeddings, "position_embeddings", None)
+        if not isinstance(positions, nn.Embedding):
+            return None
+        # RoBERTa and MPNet number positions from padding_idx + 1: the rows up to padding_idx are never used
+        unused = positions.padding_idx + 1 if positions.padding_idx is not None else 0
+        return positions.num_embeddings - unused
+
+    @staticmethod
+    def max_length_of(module: nn.Module) -> int | None:
+        """The longest input every encoder inside `module` accepts (a cascade holds several); None: no limit."""
+        limits = [m.max_length for m in module.modules() if isinstance(m, SegmentedEncoder) and m.max_length]
+        return min(limits, default=None)
+
     def truncate(self, num_layers: int) -> None:
         """Keep only the first `num_layers` layers (Multi-Model members are truncated models)."""
         self.model.encoder.layer = nn.ModuleList(list(self.layers)[:num_layers])

@@ -57,13 +57,15 @@ def read_glue_tsv(task: TaskSpec | str, path: str | os.PathLike) -> Rows:
     # utf-8-sig drops the BOM that MRPC carries in front of its first header name
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, []) if spec.has_header else list(spec.tsv_columns)
-        missing = [k for k in (*spec.text_keys, spec.label_key) if k not in header]
-        if missing:
-            raise ValueError(f"{path}: no column(s) {missing} for task {spec.name}; the columns are {header}")
-        text_cols = [header.index(k) for k in spec.text_keys]
-        label_col = header.index(spec.label_key)
         try:
+            header = next(reader, []) if spec.has_header else list(spec.tsv_columns)
+            missing = [k for k in (*spec.text_keys, spec.label_key) if k not in header]
+            if missing:
+                raise ValueError(
+                    f"{path}: no column(s) {missing} for task {spec.name}; the columns are {header}"
+                )
+            text_cols = [header.index(k) for k in spec.text_keys]
+            label_col = header.index(spec.label_key)
             for row in reader:
                 # A short or long row is a broken line (QQP joins one label to its question); reading it
                 # by position would shift fields, so it is dropped rather than guessed at.
@@ -79,6 +81,14 @@ def read_glue_tsv(task: TaskSpec | str, path: str | os.PathLike) -> Rows:
                 labels.append(label_ids[label])
         except csv.Error as err:
             raise ValueError(f"{path} line {reader.line_num}: {err}") from err
+        except UnicodeDecodeError as err:
+            from sweet_lightning.textfiles import not_utf8
+
+            raise ValueError(f"{not_utf8(path)}: re-save it as UTF-8") from err
+    if not texts:
+        # checked here, before anything is cached: an empty split would only fail later, deep in datasets
+        broken = f" ({len(skipped_lines)} malformed row(s) skipped)" if skipped_lines else ""
+        raise ValueError(f"{path} has no data rows{broken}: it needs at least one example row")
     if skipped_lines:
         shown = ", ".join(map(str, skipped_lines[:5])) + (", ..." if len(skipped_lines) > 5 else "")
         warnings.warn(
@@ -286,8 +296,9 @@ class GlueDataModule(L.LightningDataModule):
             ]
         )
         entry = self.cache_dir / f"{spec.name}-{split}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
-        if (entry / "meta.json").is_file():
-            meta = json.loads((entry / "meta.json").read_text())
+        meta = json.loads((entry / "meta.json").read_text()) if (entry / "meta.json").is_file() else None
+        # a 0-row entry (written before empty files were refused) cannot be loaded: read the file again
+        if meta and meta["rows"] > 0:
             log.info(
                 "%s/%s: %d tokenised rows from cache %s (%d skipped)",
                 spec.name,

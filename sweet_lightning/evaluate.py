@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import yaml
 from sweet_lightning.evaluation.callback import CALIBRATION_SPLIT, AdaptiveEvaluation
 from sweet_lightning.tasks import get_task
 
+RUN_KEYS = ("task", "exit_layers", "num_layers", "kind")  # what RunView reads
 KEYS = {"exit_policy", "calibration", "thresholds", "num_thresholds", "speedup_points", "policy_kwargs"}
 
 
@@ -44,8 +46,11 @@ def load_outputs(run_dir: Path, results: dict) -> dict[str, dict[str, np.ndarray
         path = run_dir / f"logits_{split}.npz"
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: this run saved no logits for {split!r}; re-run training.")
-        with np.load(path) as data:
-            outputs[split] = {k: data[k] for k in data.files}
+        try:
+            with np.load(path) as data:
+                outputs[split] = {k: data[k] for k in data.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as err:  # truncated or overwritten file
+            raise ValueError(f"{path} is not a readable logits file ({type(err).__name__}); re-run training.") from err
     return outputs
 
 
@@ -80,7 +85,14 @@ def evaluate_run(run_dir: Path, **opts) -> dict[str, dict]:
     results_path = run_dir / "results.json"
     if not results_path.exists():
         raise FileNotFoundError(f"{results_path} not found: give a run directory written by launch.py.")
-    results = json.loads(results_path.read_text())
+    try:
+        results = json.loads(results_path.read_text())
+    except ValueError as err:  # a truncated or overwritten file; bytes that are not UTF-8 land here too
+        reason = str(err) if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
+        raise ValueError(f"{results_path} is not valid JSON ({reason}); re-run training.") from err
+    missing = [k for k in RUN_KEYS if k not in results] if isinstance(results, dict) else list(RUN_KEYS)
+    if missing:
+        raise ValueError(f"{results_path} is not a results.json written by launch.py (no {', '.join(missing)}).")
     if not results.get("splits"):
         raise ValueError(f"{run_dir} has no saved logits (status: {results.get('status', '?')}); re-run training.")
     outputs = load_outputs(run_dir, results)

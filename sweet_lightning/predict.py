@@ -69,6 +69,9 @@ def parse_args(argv: list[str]) -> tuple[str, dict]:
             if isinstance(err, UsageError):
                 raise
             raise UsageError(f"{key}={value} is not a valid {kind.__name__}") from err
+    for key in ("batch_size", "max_length"):
+        if options.get(key, 1) < 1:  # max_length=0 would otherwise fall back to the run's length
+            raise UsageError(f"{key}={options[key]} must be >= 1")
     if "input" not in options:
         raise UsageError("missing input=<file>: a .tsv, .csv or .jsonl file with the task's text columns")
     if sum(k in options for k in ("threshold", "target_speedup", "target_drop")) != 1:

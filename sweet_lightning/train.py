@@ -27,16 +27,62 @@ def output_dir(cfg: DictConfig) -> Path:
         return Path(cfg.get("output_dir") or ".")
 
 
+# key, type, test, what the test asks, example: checked before any data or model is loaded
+VALUE_CHECKS = (
+    ("seed", int, lambda v: 0 <= v < 2**32, "in [0, 2^32)", "seed=42"),  # numpy's seed range
+    ("lr", float, lambda v: v > 0, "> 0", "lr=2e-5"),
+    ("train_size", int, lambda v: v > 0, "> 0", "train_size=6000"),
+    ("batch_size", int, lambda v: v > 0, "> 0", "batch_size=16"),
+    ("eval_batch_size", int, lambda v: v > 0, "> 0", "eval_batch_size=64"),
+    # 0 would silently mean "no truncation" to the tokenizer
+    ("max_seq_length", int, lambda v: v > 0, "> 0", "max_seq_length=256"),
+)
+
+
+def _number(cfg: DictConfig, key: str, kind: type, example: str) -> int | float:
+    value = cfg.get(key)
+    try:
+        number = kind(value)
+        exact = kind is float or number == float(value)  # seed=1.5 is not seed 1
+    except (TypeError, ValueError):
+        exact = False
+    if isinstance(value, bool) or not exact:
+        what = "a number" if kind is float else "an integer"
+        raise ValueError(f"{key}={value} is not {what} (e.g. {example}).")
+    return number
+
+
 def check_config(cfg: DictConfig) -> None:
     from sweet_lightning.metrics import check_optimized_metric
 
-    if int(cfg.train_size) <= 0:
-        raise ValueError(f"train_size={cfg.train_size} must be > 0 (e.g. train_size=6000).")
-    if float(cfg.lr) <= 0:
-        raise ValueError(f"lr={cfg.lr} must be > 0 (e.g. lr=2e-5).")
+    for key, kind, valid, requirement, example in VALUE_CHECKS:
+        if not valid(_number(cfg, key, kind, example)):
+            raise ValueError(f"{key}={cfg.get(key)} must be {requirement} (e.g. {example}).")
     if cfg.calibration == "train_holdout" and int(cfg.calibration_size) <= 0:
         raise ValueError("calibration=train_holdout needs calibration_size > 0 (or use calibration=dev).")
     check_optimized_metric(cfg.optimized_metric, len(cfg.model.exit_layers))
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """A run that trains nothing would still be written as completed, and the report would use it."""
+    for key in ("max_epochs", "max_steps", "limit_train_batches"):
+        if cfg.trainer.get(key) == 0:
+            raise ValueError(
+                f"trainer.{key}=0 trains nothing, yet the run would be recorded as completed: use trainer.{key} >= 1 "
+                "(to re-evaluate a trained run: python -m sweet_lightning.evaluate <run_dir>)."
+            )
+
+
+def check_max_seq_length(cfg: DictConfig, module) -> None:
+    """Longer inputs than the model has positions for would fail mid-epoch with a tensor-size error."""
+    from sweet_lightning.backbone import SegmentedEncoder
+
+    limit = SegmentedEncoder.max_length_of(module)
+    if limit is not None and int(cfg.max_seq_length) > limit:
+        raise ValueError(
+            f"max_seq_length={cfg.max_seq_length} is more than the {limit} positions of model "
+            f"{cfg.model.name} ({cfg.model.pretrained}): use max_seq_length <= {limit}."
+        )
 
 
 def build_module(cfg: DictConfig):
@@ -153,12 +199,14 @@ def _train(cfg: DictConfig) -> float:
     from sweet_lightning.wandb_logging import attach_run_config
 
     check_config(cfg)
+    check_trainer(cfg)
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
+    check_max_seq_length(cfg, module)
     evaluation = build_evaluation(cfg)
     callbacks = [evaluation, *instantiate_all(cfg.get("callbacks")), EpochSeeding(cfg.seed)]
     loggers = instantiate_all(cfg.get("logger"))

@@ -76,3 +76,29 @@ def test_unsupported_architecture_is_a_clear_error():
     model = AutoModel.from_config(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50))
     with pytest.raises(ValueError, match="Unsupported encoder type 'gpt2'"):
         SegmentedEncoder(model)
+
+
+def _runs(model, length: int) -> bool:
+    ids = torch.randint(5, 120, (1, length))
+    try:
+        model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    except (IndexError, RuntimeError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize("arch", sorted(CONFIGS))
+def test_max_length_is_the_longest_input_the_model_accepts(arch):
+    """RoBERTa and MPNet lose two positions to their padding offset; the others use all of them."""
+    model = AutoModel.from_config(CONFIGS[arch]()).eval()
+    longest = SegmentedEncoder(model).max_length
+    assert longest is not None and _runs(model, longest) and not _runs(model, longest + 1)
+
+
+def test_relative_positions_only_have_no_max_length():
+    config = DebertaConfig(
+        **SMALL, relative_attention=True, pos_att_type=["c2p", "p2c"], position_biased_input=False
+    )
+    model = AutoModel.from_config(config).eval()
+    assert SegmentedEncoder(model).max_length is None
+    assert _runs(model, 3 * SMALL["max_position_embeddings"])

@@ -234,7 +234,7 @@ def main() -> None:
     from sweet_lightning.cli import OverrideError, expand_overrides
 
     try:
-        args = expand_overrides(sys.argv[1:])
+        args = expand_overrides(sys.argv[1:], config="analysis_gradients")
     except OverrideError as err:
         sys.exit(f"error: {err}")
     # output_dir=X also becomes Hydra's run dir, so the composed config is saved next to the results

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sweet_lightning.backbone import SegmentedEncoder
 from sweet_lightning.batching import length_order
 from sweet_lightning.evaluation import speed_accuracy_curve, speedup
 from sweet_lightning.inference.engine import AdaptiveEngine
@@ -91,7 +92,11 @@ class AdaptiveClassifier:
         self.num_layers = int(module.num_layers)
         self.kind = module.kind
         model_max = getattr(tokenizer, "model_max_length", DEFAULT_MAX_LENGTH)
-        self.max_length = int(max_length or min(model_max, DEFAULT_MAX_LENGTH))
+        limit = SegmentedEncoder.max_length_of(module)
+        if max_length and limit is not None and max_length > limit:
+            # longer inputs would fail inside the position embeddings with a tensor-size error
+            raise ValueError(f"max_length={max_length} is more than the {limit} positions of this model")
+        self.max_length = int(max_length or min(model_max, DEFAULT_MAX_LENGTH, limit or DEFAULT_MAX_LENGTH))
         self._calibration = calibration  # a path is read only when a target speedup asks for it
 
     @property

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from sweet_lightning.tasks import TaskSpec
+from sweet_lightning.textfiles import not_utf8
 
 FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
@@ -28,15 +29,20 @@ def read_rows(path: str | Path) -> tuple[list[str], list[dict]]:
         raise InputError(f"cannot read {path.name!r}: use a .tsv, .csv or .jsonl file")
     if not path.is_file():
         raise InputError(f"input file {str(path)!r} does not exist")
-    with path.open(newline="", encoding="utf-8") as f:
-        if kind == "jsonl":
-            columns, rows = _read_jsonl(f, path)
-        else:
-            # GLUE TSVs hold unbalanced quotes: tab-separated text is read literally
-            options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if kind == "tsv" else {}
-            reader = csv.DictReader(f, **options)
-            rows = list(reader)
-            columns = list(reader.fieldnames or [])
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            if kind == "jsonl":
+                columns, rows = _read_jsonl(f, path)
+            else:
+                # GLUE TSVs hold unbalanced quotes: tab-separated text is read literally
+                options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if kind == "tsv" else {}
+                reader = csv.DictReader(f, **options)
+                rows = list(reader)
+                columns = list(reader.fieldnames or [])
+    except UnicodeDecodeError as err:  # a binary file, or text in another encoding
+        raise InputError(f"{not_utf8(path)}: give a UTF-8 text file") from err
+    except csv.Error as err:  # e.g. NUL bytes
+        raise InputError(f"{path} line {reader.line_num} cannot be read as {kind.upper()} ({err})") from err
     if not rows:
         raise InputError(f"{path.name!r} has no rows: give a header line and at least one row")
     return columns, rows

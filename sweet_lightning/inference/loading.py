@@ -173,16 +173,20 @@ def _from_run_dir(run_dir: Path) -> RunSource:
         raise SourceError(f"{str(run_dir)!r} has no results.json: give a finished run dir or a .ckpt file")
     try:
         results = json.loads(results_file.read_text())
-    except json.JSONDecodeError as err:
+    except ValueError as err:  # bad JSON, or bytes that are not even UTF-8
+        reason = err.msg if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
         raise SourceError(
-            f"{str(results_file)!r} is not valid JSON ({err.msg}): rerun or give the .ckpt"
+            f"{str(results_file)!r} is not valid JSON ({reason}): rerun or give the .ckpt"
         ) from err
+    if not isinstance(results, dict):
+        raise SourceError(f"{str(results_file)!r} is not a results.json written by launch.py: give the .ckpt")
     candidates = []
     if results.get("checkpoint"):
         ckpt = Path(results["checkpoint"])
         candidates += [ckpt, run_dir / ckpt] if not ckpt.is_absolute() else [ckpt]
         candidates.append(run_dir / "checkpoints" / ckpt.name)  # run dir moved since training
     candidates.append(run_dir / "checkpoints" / "best.ckpt")
+    candidates = list(dict.fromkeys(candidates))  # the same path may arise twice: list it once
     found = next((c for c in candidates if c.is_file()), None)
     if found is None:
         raise SourceError(
