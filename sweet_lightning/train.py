@@ -34,6 +34,13 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"lr={cfg.lr} must be > 0 (e.g. lr=2e-5).")
     if cfg.calibration == "train_holdout" and int(cfg.calibration_size) <= 0:
         raise ValueError("calibration=train_holdout needs calibration_size > 0 (or use calibration=dev).")
+    selection_rule(cfg)
+
+
+def selection_rule(cfg: DictConfig):
+    from sweet_lightning import model_selection
+
+    return model_selection.resolve(cfg.get("model_selection", "auto"), cfg.calibration)
 
 
 def build_module(cfg: DictConfig):
@@ -148,7 +155,7 @@ def _train(cfg: DictConfig) -> float:
     import lightning as L
     from hydra.utils import instantiate
 
-    from sweet_lightning import runs
+    from sweet_lightning import model_selection, runs
     from sweet_lightning.seeding import EpochSeeding
 
     check_config(cfg)
@@ -165,26 +172,33 @@ def _train(cfg: DictConfig) -> float:
 
     # without a configured checkpoint (callbacks=none) Lightning would add its own; keep none
     keep = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    # which epoch is reported (model_selection): without a checkpoint on disk, kept in memory
+    selector = model_selection.ModelSelection(selection_rule(cfg), keep_weights=not keep)
+    callbacks.append(selector)
     runs.pin_ddp_relaunch(out)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=keep)
+    model_selection.configure_checkpoint(trainer.checkpoint_callback, selector.rule)
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=runs.resume_checkpoint(cfg))
     train_time = time.perf_counter() - start
 
-    # final evaluation: the selected (best) checkpoint when one was kept, else the last weights
-    ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    # recorded before validate(ckpt_path=...), which restores callback states from that checkpoint
+    selection = selector.record(datamodule.eval_split_names[0])
+    ckpt = selector.final_weights(trainer, module)
     trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
     if not trainer.is_global_zero:  # DDP: rank 0 writes the results (every rank holds the same)
         return float("nan")
-    results = write_results(cfg, module, datamodule, evaluation, out, train_time, ckpt)
+    results = write_results(cfg, module, datamodule, evaluation, out, train_time, ckpt, selection)
     metric = cfg.get("optimized_metric")
     value = results["metrics"].get(metric)
     log.info("results: %s", out / "results.json")
     return float(value) if value is not None else float("nan")
 
 
-def write_results(cfg, module, datamodule, evaluation, out: Path, train_time: float, ckpt: str | None) -> dict:
+def write_results(
+    cfg, module, datamodule, evaluation, out: Path, train_time: float, ckpt: str | None, selection: dict
+) -> dict:
     """Save each split's logits and write results.json (fields documented in README, "Outputs")."""
     import torch
 
@@ -214,6 +228,8 @@ def write_results(cfg, module, datamodule, evaluation, out: Path, train_time: fl
             metrics[f"val/exit{e['exit']}/score"] = e["score"]
     if primary in report:
         metrics["val/auc"] = report[primary]["auc"]
+    if CALIBRATION_SPLIT in report:
+        metrics["val/calibration/auc"] = report[CALIBRATION_SPLIT]["auc"]
     calibration = {"source": cfg.calibration}
     calibration["size"] = (
         int(len(datamodule.calibration_indices)) if cfg.calibration == "train_holdout" else splits[primary]["num_examples"]
@@ -242,6 +258,7 @@ def write_results(cfg, module, datamodule, evaluation, out: Path, train_time: fl
         "evaluation": report,
         "collapsed_exits": warn_collapsed(module, report, cfg.seed, warn=False),
         "metrics": metrics,
+        "selection": selection,
         "train_time_s": round(train_time, 2),
         "checkpoint": ckpt,
         "status": "completed",
