@@ -318,3 +318,12 @@ def test_chosen_lr_with_fewer_seeds_is_noted():
         {"model": "m", "method": "early_exit", "task": "rte", "lr": 1e-5, "n": 3, "chosen": True},
     ])
     assert uneven_seed_notes(search) == ["sweet/m/rte: chosen lr 2e-05 has 1 completed seed(s), another lr has 3"]
+
+
+def test_runs_of_another_model_selection_are_not_averaged(sweep: Path):
+    data_file = next(sweep.glob("*_sweet-rte-*-lr1e-05-s1")) / "results.json"
+    data = json.loads(data_file.read_text())
+    del data["selection"]  # a run from before model_selection: its epoch was the best on dev
+    data_file.write_text(json.dumps(data))
+    problems = mixed_config_problems(load_all(sweep))
+    assert problems == ['sweet/minilm_l6/rte differs in model_selection ("calibration" vs null)']
