@@ -259,6 +259,8 @@ def write_results(
         "collapsed_exits": warn_collapsed(module, report, cfg.seed, warn=False),
         "metrics": metrics,
         "selection": selection,
+        # what bit-identical numbers also depend on: on CPU, gradient reductions vary with the thread count
+        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(module.device)},
         "train_time_s": round(train_time, 2),
         "checkpoint": ckpt,
         "status": "completed",
