@@ -103,8 +103,16 @@ class ModelSelection(L.Callback):
         if self.kept is not None:
             module.load_state_dict(self.kept)
             return None
+        return self.weights_file(trainer)
+
+    def weights_file(self, trainer: L.Trainer) -> str | None:
+        """The checkpoint file holding the reported weights (results.json `checkpoint`, what inference
+        loads): best.ckpt, or for `last` the last.ckpt of the final epoch; None without checkpoints."""
         checkpoint = trainer.checkpoint_callback
-        return (getattr(checkpoint, "best_model_path", "") or None) if checkpoint is not None else None
+        if checkpoint is None:
+            return None
+        path = checkpoint.best_model_path if self.rule.monitor else checkpoint.last_model_path
+        return path or None
 
     def record(self, primary_split: str | None) -> dict:
         """For results.json: how the reported weights were chosen (epochs count from 1)."""

@@ -10,6 +10,7 @@ import pytest
 from sweep_utils import TINY, results, run_in_process
 
 from sweet_lightning.evaluation.callback import AdaptiveEvaluation
+from sweet_lightning.inference.loading import resolve_source
 from sweet_lightning.model_selection import resolve
 
 # lr large enough that epoch 2 visibly moves the weights
@@ -54,6 +55,7 @@ def test_epoch_is_chosen_on_calibration_not_on_dev(glue_path, tmp_path, scripted
     assert not np.array_equal(dev_logits[1], dev_logits[2])
     np.testing.assert_array_equal(reported_dev_logits(tmp_path), dev_logits[2])
     res = results(tmp_path)
+    assert res["checkpoint"] == (str(tmp_path / "checkpoints/best.ckpt") if callbacks == "default" else None)
     # per_epoch holds the logged values (float32, as ModelCheckpoint compares them)
     assert res["selection"] == {
         "rule": "calibration",
@@ -107,6 +109,9 @@ def test_last_weights_without_a_hold_out(glue_path, tmp_path, scripted_auc):
     assert "calibration" not in res["evaluation"] and not (tmp_path / "logits_calibration.npz").exists()
     np.testing.assert_array_equal(reported_dev_logits(tmp_path), dev_logits[2])
     assert (tmp_path / "checkpoints/last.ckpt").exists() and not (tmp_path / "checkpoints/best.ckpt").exists()
+    # inference loads the reported weights: the final epoch's last.ckpt
+    assert res["checkpoint"] == str(tmp_path / "checkpoints/last.ckpt")
+    assert resolve_source(tmp_path).checkpoint == tmp_path / "checkpoints/last.ckpt"
 
 
 def test_rules_and_one_line_errors():
