@@ -139,3 +139,18 @@ def test_bad_selection_config_fails_before_training(glue_path, tmp_path, overrid
         run_in_process([*TINY, *overrides], tmp_path)
     assert message in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "logits_dev.npz").exists()
+
+
+def test_resumed_run_remembers_the_epochs_before_it(glue_path, tmp_path):
+    """The per-epoch record lives in the checkpoints: a run resumed in epoch 2 chooses as a straight one."""
+    crash = [
+        "+callbacks.crash._target_=tests.helpers.CrashAtStep",
+        "+callbacks.crash.step=3",
+    ]  # 2 steps/epoch
+    run_in_process(TWO_EPOCHS, tmp_path / "straight")
+    with pytest.raises(Exception, match="simulated crash"):
+        run_in_process([*TWO_EPOCHS, *crash], tmp_path / "resumed")
+    run_in_process([*TWO_EPOCHS, "resume=true"], tmp_path / "resumed")
+    straight, resumed = results(tmp_path / "straight"), results(tmp_path / "resumed")
+    assert resumed["selection"]["epochs_seen"] == 2
+    assert resumed["selection"] == straight["selection"]
