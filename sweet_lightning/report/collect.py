@@ -216,6 +216,8 @@ def _collapsed(results: dict, primary: dict) -> tuple[tuple[str, int], ...]:
     """Flags from `collapsed_exits` and from every evaluated split's exits (recomputed one included)."""
     flags = {(str(c.get("split", "?")), int(c["layer"])) for c in results.get("collapsed_exits") or []}
     for split, evaluation in {**(results.get("evaluation") or {}), **primary}.items():
+        if split == CALIBRATION_SPLIT:  # it only selects; flags are about reported splits
+            continue
         flags.update((split, int(e["layer"])) for e in evaluation.get("exits", []) if e.get("collapsed"))
     return tuple(sorted(flags))
 
