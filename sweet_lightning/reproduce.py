@@ -7,7 +7,8 @@ launches by design left out (the run directory in paths, `train_time_s`). Exit s
 1: the differences are listed; 2: bad input.
 
 Bit-identical numbers need the same code, data, device and torch thread count: on CPU the gradient
-reductions depend on the number of threads (results.json records it under `environment`).
+reductions depend on the number of threads (results.json records it under `environment`; the
+`torch_threads` config key fixes it).
 """
 
 from __future__ import annotations

@@ -34,6 +34,9 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"lr={cfg.lr} must be > 0 (e.g. lr=2e-5).")
     if cfg.calibration == "train_holdout" and int(cfg.calibration_size) <= 0:
         raise ValueError("calibration=train_holdout needs calibration_size > 0 (or use calibration=dev).")
+    threads = cfg.get("torch_threads")
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"torch_threads={threads} must be >= 1 (or null for torch's default).")
     selection_rule(cfg)
 
 
@@ -161,6 +164,10 @@ def _train(cfg: DictConfig) -> float:
     check_config(cfg)
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.get("torch_threads") is not None:
+        import torch
+
+        torch.set_num_threads(int(cfg.torch_threads))
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg)
