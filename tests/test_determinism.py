@@ -5,7 +5,8 @@ environment asks for another thread count (OMP_NUM_THREADS), since the command f
 import json
 
 import numpy as np
-from sweep_utils import TINY, launch
+import pytest
+from sweep_utils import TINY, launch, run_in_process
 
 from sweet_lightning.reproduce import differences, main
 
@@ -47,3 +48,8 @@ def test_bad_input(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert main([str(tmp_path / "a"), str(tmp_path / "b")]) == 2
     assert "results.json not found" in capsys.readouterr().err
+
+
+def test_bad_torch_threads_is_one_line(glue_path, tmp_path):
+    with pytest.raises(ValueError, match=r"^torch_threads=0 must be >= 1 \(or null for torch's default\)\.$"):
+        run_in_process([*TINY, "torch_threads=0"], tmp_path)
