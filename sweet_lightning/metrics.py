@@ -17,7 +17,9 @@ def compute_metric(name: str, preds: torch.Tensor, labels: torch.Tensor, num_lab
     raise ValueError(f"Unknown metric {name!r}: use accuracy, mcc or f1.")
 
 
-def run_metrics(exit_scores: list[float], auc: float | None = None) -> dict[str, float]:
+def run_metrics(
+    exit_scores: list[float], auc: float | None = None, calibration_auc: float | None = None
+) -> dict[str, float]:
     """A run's headline numbers on its primary eval split, by the names under which the module logs
     them every validation epoch (`val/auc` by the evaluation callback) and results.json stores
     them: what `optimized_metric` (returned to sweepers, monitored by checkpoints) can name."""
@@ -25,11 +27,13 @@ def run_metrics(exit_scores: list[float], auc: float | None = None) -> dict[str,
     metrics.update({f"val/exit{i}/score": s for i, s in enumerate(exit_scores, start=1)})
     if auc is not None:
         metrics["val/auc"] = auc
+    if calibration_auc is not None:  # the hold-out's AUC (model_selection), logged by the callback
+        metrics["val/calibration/auc"] = calibration_auc
     return metrics
 
 
 def check_optimized_metric(name: str, num_exits: int) -> None:
-    names = list(run_metrics([0.0] * max(num_exits, 1), auc=0.0))
+    names = list(run_metrics([0.0] * max(num_exits, 1), auc=0.0, calibration_auc=0.0))
     if name not in names:
         raise ValueError(
             f"optimized_metric={name} is not a metric a run reports; use one of: {', '.join(names)}."

@@ -61,6 +61,16 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.calibration == "train_holdout" and int(cfg.calibration_size) <= 0:
         raise ValueError("calibration=train_holdout needs calibration_size > 0 (or use calibration=dev).")
     check_optimized_metric(cfg.optimized_metric, len(cfg.model.exit_layers))
+    threads = cfg.get("torch_threads")
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"torch_threads={threads} must be >= 1 (or null for torch's default).")
+    selection_rule(cfg)
+
+
+def selection_rule(cfg: DictConfig):
+    from sweet_lightning import model_selection
+
+    return model_selection.resolve(cfg.get("model_selection", "auto"), cfg.calibration)
 
 
 def check_trainer(cfg: DictConfig) -> None:
@@ -194,7 +204,7 @@ def _train(cfg: DictConfig) -> float:
     import lightning as L
     from hydra.utils import instantiate
 
-    from sweet_lightning import runs
+    from sweet_lightning import model_selection, runs
     from sweet_lightning.seeding import EpochSeeding
     from sweet_lightning.wandb_logging import attach_run_config
 
@@ -202,6 +212,10 @@ def _train(cfg: DictConfig) -> float:
     check_trainer(cfg)
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.get("torch_threads") is not None:
+        import torch
+
+        torch.set_num_threads(int(cfg.torch_threads))
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg)
@@ -215,21 +229,28 @@ def _train(cfg: DictConfig) -> float:
 
     # without a configured checkpoint (callbacks=none) Lightning would add its own; keep none
     keep = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    # which epoch is reported (model_selection): without a checkpoint on disk, kept in memory
+    selector = model_selection.ModelSelection(selection_rule(cfg), keep_weights=not keep)
+    callbacks.append(selector)
     runs.pin_ddp_relaunch(out)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=keep)
+    model_selection.configure_checkpoint(trainer.checkpoint_callback, selector.rule)
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=runs.resume_checkpoint(cfg))
     train_time = time.perf_counter() - start
 
-    # final evaluation: the selected (best) checkpoint when one was kept, else the last weights
-    ckpt = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    # recorded before validate(ckpt_path=...), which restores callback states from that checkpoint
+    selection = selector.record(datamodule.eval_split_names[0])
+    ckpt = selector.final_weights(trainer, module)
     trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
     if not trainer.is_global_zero:  # DDP: rank 0 writes the results (every rank holds the same)
         return float("nan")
-    results = write_results(cfg, module, datamodule, evaluation, out, train_time, ckpt)
+    weights = selector.weights_file(trainer)
+    results = write_results(cfg, module, datamodule, evaluation, out, train_time, weights, selection)
+    metric = cfg.get("optimized_metric")
+    value = results["metrics"].get(metric)
     finish_run(trainer, results, out)
-    value = results["metrics"].get(cfg.get("optimized_metric"))
     return float(value) if value is not None else float("nan")
 
 
@@ -245,7 +266,9 @@ def finish_run(trainer, results: dict, out: Path) -> None:
     log.info("%s", end_of_run(results, out))
 
 
-def write_results(cfg, module, datamodule, evaluation, out: Path, train_time: float, ckpt: str | None) -> dict:
+def write_results(
+    cfg, module, datamodule, evaluation, out: Path, train_time: float, ckpt: str | None, selection: dict
+) -> dict:
     """Save each split's logits and write results.json (fields documented in README, "Outputs")."""
     import torch
 
@@ -272,7 +295,8 @@ def write_results(cfg, module, datamodule, evaluation, out: Path, train_time: fl
     metrics: dict[str, float] = {}
     if primary is not None:
         auc = report[primary]["auc"] if primary in report else None
-        metrics = run_metrics([e["score"] for e in splits[primary]["exits"]], auc)
+        calibration_auc = report[CALIBRATION_SPLIT]["auc"] if CALIBRATION_SPLIT in report else None
+        metrics = run_metrics([e["score"] for e in splits[primary]["exits"]], auc, calibration_auc)
     calibration = {"source": cfg.calibration}
     calibration["size"] = (
         int(len(datamodule.calibration_indices)) if cfg.calibration == "train_holdout" else splits[primary]["num_examples"]
@@ -301,6 +325,9 @@ def write_results(cfg, module, datamodule, evaluation, out: Path, train_time: fl
         "evaluation": report,
         "collapsed_exits": warn_collapsed(module, report, cfg.seed, warn=False),
         "metrics": metrics,
+        "selection": selection,
+        # what bit-identical numbers also depend on: on CPU, gradient reductions vary with the thread count
+        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(module.device)},
         "train_time_s": round(train_time, 2),
         "checkpoint": ckpt,
         "status": "completed",

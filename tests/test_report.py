@@ -21,7 +21,7 @@ from sweet_lightning.evaluation import individual_exit_scores
 from sweet_lightning.report import find_run_dirs, load_run, mixed_config_problems, summarize, t_critical
 from sweet_lightning.report.__main__ import main
 from sweet_lightning.report.selection import chosen_lrs, lr_search
-from tests.fixtures.synthetic_sweep import make_sweep
+from tests.fixtures.synthetic_sweep import CALIBRATION_GAP, make_sweep
 
 T1 = 12.706  # t(0.975, df=1), the quantile for n = 2 seeds
 ABS = 1e-3  # T1 is rounded to 3 decimals
@@ -92,8 +92,9 @@ def test_evaluation_is_recomputed_from_logits_when_absent(tmp_path: Path):
     assert run.curve.speedups.min() == pytest.approx(1 / 6) and run.curve.speedups.max() == pytest.approx(1.0)
 
 
-def test_lr_with_best_mean_auc_is_chosen(sweep: Path):
-    search = lr_search(load_all(sweep))
+@pytest.mark.parametrize(("on", "below_dev"), [("dev", 0.0), ("calibration", CALIBRATION_GAP)])
+def test_lr_with_best_mean_auc_is_chosen(sweep: Path, on: str, below_dev: float):
+    search = lr_search(load_all(sweep), on)
     chosen = chosen_lrs(search)
     for task in ("rte", "sst2"):
         assert chosen[("minilm_l6", "early_exit", task)] == 2e-5
@@ -101,8 +102,50 @@ def test_lr_with_best_mean_auc_is_chosen(sweep: Path):
     row = search[(search.method == "early_exit") & (search.task == "rte") & (search.lr == 2e-5)].iloc[0]
     # rte EE seed 1 curve (1/6, .55) (1/2, .63) (1, .70): trapezoids over [1/6, 1] / (5/6)
     auc_seed1 = ((1 / 3) * (0.55 + 0.63) / 2 + 0.5 * (0.63 + 0.70) / 2) / (5 / 6)
-    assert row.auc_mean == pytest.approx(100 * (auc_seed1 + 0.01))
+    assert row.auc_mean == pytest.approx(100 * (auc_seed1 + 0.01 - below_dev))
     assert row.n == 2 and row.seeds == "1 2"
+
+
+def _set_calibration_auc(run_dir: Path, value: float | None) -> None:
+    data = json.loads((run_dir / "results.json").read_text())
+    if value is None:
+        del data["evaluation"]["calibration"]
+    else:
+        data["evaluation"]["calibration"]["auc"] = value
+    (run_dir / "results.json").write_text(json.dumps(data))
+
+
+def test_lr_selection_on_calibration_or_dev(sweep: Path, tmp_path: Path):
+    """SWEET on rte: dev prefers lr 1e-5, the calibration hold-out (as edited here) 2e-5."""
+    for run_dir in sweep.glob("*_sweet-rte-*-lr2e-05-s*"):
+        _set_calibration_auc(run_dir, 0.99)
+    picked = {}
+    for on in ("calibration", "dev"):
+        rc, out = run_report(tmp_path / on, str(sweep), "--select-lr-on", on)
+        assert rc == 0
+        lrs = pd.read_csv(out / "chosen_lr.csv", keep_default_na=False).set_index(["model", "task"])
+        picked[on] = lrs.loc[("minilm_l6", "rte"), "ee_mm_sweet_1e-5"]
+        for name in ("runs.csv", "chosen_lr.csv", "lr_search.csv", "table1_exits.csv", "curve_points.csv", "auc.csv"):
+            assert set(pd.read_csv(out / name)["lr_selected_on"]) == {on}, name
+        md = (out / "report.md").read_text()
+        assert f"EE\\MM\\SWEET; selected on {on})" in md and f"lr selected on {on})" in md
+        table1 = pd.read_csv(out / "table1_exits.csv").query("task == 'rte' and method == 'sweet'")
+        assert set(table1.lr) == {2e-5 if on == "calibration" else 1e-5}
+    assert picked == {"calibration": "2\\–\\2", "dev": "2\\–\\1"}
+    assert "on the calibration hold-out (not a reported split)" in (tmp_path / "calibration/report/report.md").read_text()
+    assert "on dev, the reported split itself (paper App. A)" in (tmp_path / "dev/report/report.md").read_text()
+
+
+def test_runs_without_calibration_auc_need_dev_selection(sweep: Path, tmp_path: Path, capsys):
+    old = next(sweep.glob("*_early_exit-rte-*-lr1e-05-s1"))
+    _set_calibration_auc(old, None)
+    rc, out = run_report(tmp_path, str(sweep))
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and not (out / "report.md").exists()
+    assert "1 completed run(s) have no AUC on the calibration hold-out" in err and str(old) in err
+    assert "--select-lr-on dev" in err
+    rc, out = run_report(tmp_path, str(sweep), "--select-lr-on", "dev")
+    assert rc == 0
 
 
 def test_report_tables_by_hand(sweep: Path, tmp_path: Path):
@@ -275,3 +318,12 @@ def test_chosen_lr_with_fewer_seeds_is_noted():
         {"model": "m", "method": "early_exit", "task": "rte", "lr": 1e-5, "n": 3, "chosen": True},
     ])
     assert uneven_seed_notes(search) == ["sweet/m/rte: chosen lr 2e-05 has 1 completed seed(s), another lr has 3"]
+
+
+def test_runs_of_another_model_selection_are_not_averaged(sweep: Path):
+    data_file = next(sweep.glob("*_sweet-rte-*-lr1e-05-s1")) / "results.json"
+    data = json.loads(data_file.read_text())
+    del data["selection"]  # a run from before model_selection: its epoch was the best on dev
+    data_file.write_text(json.dumps(data))
+    problems = mixed_config_problems(load_all(sweep))
+    assert problems == ['sweet/minilm_l6/rte differs in model_selection ("calibration" vs null)']

@@ -1,6 +1,7 @@
 """Lightning callback: at the end of each validation epoch, turn the module's per-exit
 logits into the paper's measurements (temperatures, speed-accuracy curve, AUC, scores at
-fixed speedups) and log them. `val/auc` is what checkpoints and sweepers select on.
+fixed speedups) and log them. `val/auc` (primary dev split) is what sweepers maximise;
+`val/calibration/auc` (the held-out calibration split) is what model_selection picks epochs on.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class AdaptiveEvaluation(L.Callback):
         self.latest: dict[str, dict] = {}  # split -> evaluate_logits output of the latest epoch
 
     def evaluate(self, module, outputs: dict[str, dict]) -> dict[str, dict]:
-        """evaluate_logits for every evaluation split of `outputs` (split -> logits/labels[/exit_scores])."""
+        """evaluate_logits for every evaluation split of `outputs` (split -> logits/labels[/exit_scores]),
+        then for the calibration hold-out if there is one (it comes last: the first entry is the primary split)."""
         eval_splits = [s for s in outputs if s != CALIBRATION_SPLIT]
         if not eval_splits:
             return {}
@@ -70,7 +72,10 @@ class AdaptiveEvaluation(L.Callback):
         calib = outputs[calib_split]
         task = module.task
         results = {}
-        for split in eval_splits:
+        # the hold-out is scored too (temperatures fitted on it, curve on it): model_selection picks
+        # the reported epoch on its AUC without looking at the splits that are reported
+        held_out = [CALIBRATION_SPLIT] if calib_split == CALIBRATION_SPLIT else []
+        for split in eval_splits + held_out:
             out = outputs[split]
             results[split] = evaluate_logits(
                 out["logits"], out["labels"], module.exit_layers, module.num_layers, kind=module.kind,
@@ -103,9 +108,12 @@ class AdaptiveEvaluation(L.Callback):
 
 
 def warn_collapsed(module, evaluation: dict[str, dict], seed: int | None = None, warn: bool = True) -> list[dict]:
-    """Warn about (and return) exits whose predictions collapsed to one class / the majority baseline."""
+    """Warn about (and return) exits whose predictions collapsed to one class / the majority baseline
+    on a reported split (the calibration split only selects)."""
     flagged = []
     for split, res in evaluation.items():
+        if split == CALIBRATION_SPLIT:
+            continue
         for e in res["exits"]:
             if e["collapsed"]:
                 flagged.append({"split": split, "exit": e["exit"], "layer": e["layer"]})

@@ -1,7 +1,8 @@
-"""python -m sweet_lightning.report SWEEP_DIR [SWEEP_DIR ...] --out report/
+"""python -m sweet_lightning.report SWEEP_DIR [SWEEP_DIR ...] --out report/ [--select-lr-on calibration|dev]
 
 Exit status: 0 report written; 1 no completed run (runs.csv and report.md still list what was
-found); 2 bad input: no run directory found, or mixed configurations without --allow-mixed.
+found); 2 bad input: no run directory found, mixed configurations without --allow-mixed, or runs
+without the AUC that --select-lr-on asks for.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from tqdm import tqdm
 from .build import summary_line, write_report
 from .collect import find_run_dirs, load_run
 from .mixing import mixed_config_problems
+from .selection import SELECT_ON, unselectable
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -24,6 +26,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("report"), help="output directory (default: report/)")
     parser.add_argument("--allow-mixed", action="store_true",
                         help="average runs even if their configurations differ (listed as a warning)")
+    parser.add_argument("--select-lr-on", choices=SELECT_ON, default="calibration",
+                        help="split whose mean AUC over seeds chooses each lr: calibration (default: the hold-out, "
+                             "never reported) or dev (paper App. A: the reported split itself)")
     parser.add_argument("--speedups", type=float, nargs="+", default=None,
                         help="fixed speedups to read curves at (default: 1/L_M, 1/4, 1/2, 3/4, 1 [, 11/8, 7/4])")
     parser.add_argument("--wandb", nargs="?", const="offline", choices=["offline", "online"], default=None,
@@ -51,7 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"report: refusing to average mixed configurations: {'; '.join(problems)} "
               "(rerun with --allow-mixed to average anyway)", file=sys.stderr)
         return 2
-    written = write_report(runs, args.out, args.sweeps, args.speedups, mixed=problems)
+    lacking = unselectable(runs, args.select_lr_on)
+    if lacking:
+        print(f"report: {len(lacking)} completed run(s) have no AUC on the calibration hold-out to select lrs on "
+              f"(trained with calibration=dev, or before it was recorded), e.g. {lacking[0].path}; "
+              "rerun with --select-lr-on dev to select on dev (paper App. A)", file=sys.stderr)
+        return 2
+    written = write_report(runs, args.out, args.sweeps, args.speedups, mixed=problems, select_on=args.select_lr_on)
     print(f"report: wrote {len(written)} files to {args.out}/ (see {written[0]})", file=sys.stderr)
     if args.wandb:
         from sweet_lightning.wandb_logging import log_report

@@ -18,10 +18,11 @@ def summary_line(runs: Sequence[Run]) -> str:
 
 
 def write_report(runs: Sequence[Run], out: Path, sources: Sequence[Path], speedups: Sequence[float] | None = None,
-                 mixed: Sequence[str] = ()) -> list[Path]:
-    """Write report.md, the CSV tables and one curves_<model>.png per model; return the paths."""
+                 mixed: Sequence[str] = (), select_on: str = "calibration") -> list[Path]:
+    """Write report.md, the CSV tables and one curves_<model>.png per model; return the paths.
+    `select_on`: the split whose AUC chooses each group's lr (report.selection)."""
     out.mkdir(parents=True, exist_ok=True)
-    search = lr_search(runs)
+    search = lr_search(runs, select_on)
     chosen = chosen_lrs(search)
     summary, notes = aggregate.summaries(aggregate.observations(runs, chosen, speedups))
     notes = [*uneven_seed_notes(search), *notes]
@@ -36,6 +37,7 @@ def write_report(runs: Sequence[Run], out: Path, sources: Sequence[Path], speedu
     }
     written = []
     for name, frame in frames.items():
+        frame = frame.assign(lr_selected_on=select_on)  # every table says which lr selection made it
         # 10 significant digits: exact enough to recompute from, without float noise like 56.00000000000001
         frame.to_csv(out / name, index=False, float_format="%.10g")
         written.append(out / name)
@@ -43,7 +45,7 @@ def write_report(runs: Sequence[Run], out: Path, sources: Sequence[Path], speedu
     inputs = ReportInputs(
         sources=sources, summary_line=summary_line(runs), runs=frames["runs.csv"],
         chosen_lr=frames["chosen_lr.csv"], table1=frames["table1_exits.csv"], points=frames["curve_points.csv"],
-        auc=frames["auc.csv"], figures=figures, notes=notes, mixed=list(mixed),
+        auc=frames["auc.csv"], figures=figures, notes=notes, mixed=list(mixed), select_on=select_on,
     )
     (out / "report.md").write_text(render(inputs))
     return [out / "report.md", *written, *figures]

@@ -23,6 +23,7 @@ import yaml
 from sweet_lightning.evaluation import CurvePoint, SpeedAccuracyCurve, auc, evaluate_logits
 
 STATUSES = ("completed", "failed", "missing", "incomplete")
+CALIBRATION_SPLIT = "calibration"  # = evaluation.callback.CALIBRATION_SPLIT (not imported: that imports Lightning)
 IDENTITY = ("method", "model", "task", "lr", "seed")
 # config paths compared within a (method, model, task) group on top of the results.json keys
 CONFIG_PREFIXES = ("method.", "model.", "optimizer.", "scheduler.", "max_seq_length", "trainer.precision",
@@ -49,6 +50,7 @@ class Run:
     exit_scores: dict[int, float] = field(default_factory=dict)  # layer -> score alone
     curve: SpeedAccuracyCurve | None = None
     auc: float | None = None
+    calibration_auc: float | None = None  # AUC on the calibration hold-out (None: no hold-out, or an older run)
     collapsed: tuple[tuple[str, int], ...] = ()  # (split, layer)
     error: str = ""
     note: str = ""
@@ -159,11 +161,13 @@ def _completed_run(path: Path, results: dict, config: dict, ident: dict) -> Run:
         return Run(path, "incomplete", **ident, split=split, note=f"evaluation of {split} has no curve")
     curve = SpeedAccuracyCurve(points, exit_layers, num_layers, kind, metric, str(evaluation.get("policy")))
     run_auc = evaluation.get("auc")
+    calibration_auc = dig(evaluations, f"{CALIBRATION_SPLIT}.auc")
     return Run(
         path, "completed", **ident, metric=metric, split=split, exit_layers=exit_layers, num_layers=num_layers,
         kind=kind, settings=_settings(results, config, evaluation, split, exit_layers, num_layers, kind, metric),
         exit_scores={int(e["layer"]): float(e["score"]) for e in exits}, curve=curve,
         auc=float(run_auc) if run_auc is not None else auc(curve),
+        calibration_auc=float(calibration_auc) if calibration_auc is not None else None,
         collapsed=_collapsed(results, {split: evaluation}), note=note,
     )
 
@@ -199,6 +203,8 @@ def _settings(results: dict, config: dict, evaluation: dict, split: str, exit_la
         "batch_size": results.get("batch_size", config.get("batch_size")),
         "exit_policy": results.get("exit_policy") or evaluation.get("policy"),
         "calibration_source": dig(results, "calibration.source"),
+        # how each run chose its epoch (absent: a run from before model_selection, best on dev)
+        "model_selection": dig(results, "selection.rule"),
     }
     for key, value in flatten(config).items():
         if key.startswith(CONFIG_PREFIXES) and key not in CONFIG_IGNORED and not key.endswith(".name"):
@@ -210,6 +216,8 @@ def _collapsed(results: dict, primary: dict) -> tuple[tuple[str, int], ...]:
     """Flags from `collapsed_exits` and from every evaluated split's exits (recomputed one included)."""
     flags = {(str(c.get("split", "?")), int(c["layer"])) for c in results.get("collapsed_exits") or []}
     for split, evaluation in {**(results.get("evaluation") or {}), **primary}.items():
+        if split == CALIBRATION_SPLIT:  # it only selects; flags are about reported splits
+            continue
         flags.update((split, int(e["layer"])) for e in evaluation.get("exits", []) if e.get("collapsed"))
     return tuple(sorted(flags))
 

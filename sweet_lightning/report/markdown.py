@@ -10,14 +10,15 @@ from pathlib import Path
 import pandas as pd
 
 from .aggregate import AVERAGE
+from .selection import SELECTION_TEXT
 from .tables import METHOD_LABELS, METHOD_NAMES, method_order, speedup_label, task_order
 
 DASH = "–"
 
 METHOD_NOTE = """\
 How the numbers are made (details in docs/report.md):
-- scores are x100; the learning rate of each (method, model, task) is the one with the best mean
-  AUC over seeds (paper App. A), and every other table uses only runs at that learning rate;
+- scores are x100; the learning rate of each (method, model, task) is the one with the {selection},
+  and every other table uses only runs at that learning rate;
 - individual exits: mean ± sample std over seeds; curve points: linear interpolation of each
   seed's speed-accuracy curve at the fixed speedup, mean ± half-width of the 95% t interval;
 - average over tasks: per seed, the mean over the model's tasks; then mean, std and CI over seeds;
@@ -37,6 +38,7 @@ class ReportInputs:
     figures: Sequence[Path] = ()
     notes: Sequence[str] = ()
     mixed: Sequence[str] = field(default_factory=list)  # problems overridden with --allow-mixed
+    select_on: str = "calibration"  # the split whose AUC chose the lrs
 
 
 def fmt(value: float, digits: int = 1) -> str:
@@ -121,20 +123,21 @@ def render(inputs: ReportInputs) -> str:
         rows = [[r.run, r.status, r.method, r.model, r.task, r.lr, r.seed, r.error or r.note]
                 for r in attention.itertuples()]
         lines += [md_table(header, rows), ""]
-    lines += [METHOD_NOTE, ""]
+    lines += [METHOD_NOTE.format(selection=SELECTION_TEXT[inputs.select_on]), ""]
     if inputs.notes:
         lines += ["Notes:", ""] + [f"- {note}" for note in inputs.notes] + [""]
 
-    lines += ["## Chosen learning rates (Table 2 style, ×1e-5, EE\\MM\\SWEET)", ""]
+    lines += [f"## Chosen learning rates (Table 2 style, ×1e-5, EE\\MM\\SWEET; selected on {inputs.select_on})", ""]
     chosen = inputs.chosen_lr
     lines += [md_table(["model", "task", "EE\\MM\\SWEET"],
                        [[r["model"], r["task"], r["ee_mm_sweet_1e-5"]] for _, r in chosen.iterrows()]), ""]
     models = sorted(set(inputs.table1["model"]) | set(inputs.points["model"]))
     labels = ", ".join(f"{label} = {METHOD_NAMES[m]}" for m, label in METHOD_LABELS.items())
-    lines += ["## Individual exits (Table 1 style: mean ± std over seeds)", "", f"Methods: {labels}.", ""]
+    where = f"lr selected on {inputs.select_on}"
+    lines += [f"## Individual exits (Table 1 style: mean ± std over seeds; {where})", "", f"Methods: {labels}.", ""]
     for model in models:
         lines += _exit_section(inputs.table1, model)
-    lines += ["## Speed-accuracy curves (Figs. 4-6 style: mean ± 95% CI half-width over seeds)", ""]
+    lines += [f"## Speed-accuracy curves (Figs. 4-6 style: mean ± 95% CI half-width over seeds; {where})", ""]
     for model in models:
         figure = next((f for f in inputs.figures if f.name == f"curves_{model}.png"), None)
         lines += [f"![{model} speed-accuracy curves]({figure.name})", ""] if figure else []

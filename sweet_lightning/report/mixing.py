@@ -2,7 +2,7 @@
 
 Two levels are checked on completed runs:
 - within a (method, model, task) group, every setting collected in Run.settings (results.json
-  keys such as max_epochs, train_size, exit_layers, exit_policy, calibration source, plus the
+  keys such as max_epochs, train_size, exit_layers, exit_policy, calibration source, model_selection rule, plus the
   method/model/optimizer/scheduler config) must agree;
 - within a model, across methods and tasks, the settings that make methods comparable
   (MODEL_KEYS) must agree, since Table 1 and the curves put them side by side.
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from .collect import Run
 
 MODEL_KEYS = ("exit_layers", "num_layers", "exit_pooling", "max_epochs", "train_size", "batch_size",
-              "exit_policy", "calibration_source")
+              "exit_policy", "calibration_source", "model_selection")
 
 
 def _differing(runs: Sequence[Run], keys: Sequence[str]) -> dict[str, list[str]]:
