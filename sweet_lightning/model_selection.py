@@ -111,8 +111,15 @@ class ModelSelection(L.Callback):
         checkpoint = trainer.checkpoint_callback
         if checkpoint is None:
             return None
-        path = checkpoint.best_model_path if self.rule.monitor else checkpoint.last_model_path
-        return path or None
+        if self.rule.monitor:
+            return checkpoint.best_model_path or None
+        # `last`: the file written after the final epoch, by whichever checkpoint callback keeps it
+        # (callbacks.last_checkpoint: no monitor, top 1, so its "best" is the latest)
+        for callback in trainer.checkpoint_callbacks:
+            path = callback.last_model_path or (callback.best_model_path if callback.monitor is None else "")
+            if path:
+                return path
+        return None
 
     def record(self, primary_split: str | None) -> dict:
         """For results.json: how the reported weights were chosen (epochs count from 1)."""

@@ -23,10 +23,12 @@ def glue_dir() -> Path | None:
 
 
 @pytest.fixture
-def glue_path() -> Path:
+def glue_path(monkeypatch) -> Path:
     path = glue_dir()
     if path is None:
         pytest.skip("GLUE data not found: set GLUE_DIR to a folder in the classic GLUE layout")
+    # runs launched by the test read GLUE_DIR (data.glue_dir defaults to it)
+    monkeypatch.setenv("GLUE_DIR", str(path))
     return path
 
 

@@ -30,14 +30,6 @@ class SleepPerStep(L.Callback):
         time.sleep(self.seconds)
 
 
-class LogWorsening(L.Callback):
-    """Logs `test/worsening` = -epoch at every validation: best at epoch 0, never better after."""
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if not trainer.sanity_checking:
-            pl_module.log("test/worsening", -float(trainer.current_epoch))
-
-
 class RecordBatches(L.Callback):
     """Writes the rows of every training batch this rank saw, by epoch, to `<out>/batches_rank<r>.json`
     (each row as its unpadded token ids), so a test can check what the sampler gave each DDP rank."""

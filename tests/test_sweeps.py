@@ -29,15 +29,15 @@ def csv_rows(run_dir):
 def test_resumed_run_ends_with_the_same_numbers(glue_path, tmp_path, group_by_length):
     """Crash in epoch 2, resume=true from last.ckpt (end of epoch 1): same logits as never stopping,
     with the plain shuffle and with length-grouped batches (whose epoch 2 must not restart at epoch 0's)."""
-    # lr large enough that epoch 2's batch order and dropout visibly change the weights; the "best"
-    # checkpoint (monitor=null: the latest) is the final epoch's, so the comparison sees epoch 2
+    # lr large enough that epoch 2's batch order and dropout visibly change the weights; the reported
+    # weights (model_selection=last) are the final epoch's, so the comparison sees epoch 2
     run = [
         *TINY,
         "seed=3",
         "train_size=48",
         "lr=1e-3",
         "trainer.max_epochs=2",
-        "callbacks.model_checkpoint.monitor=null",
+        "model_selection=last",
         f"data.group_by_length={group_by_length}",
     ]
     crash = [
@@ -64,14 +64,25 @@ def test_resumed_run_ends_with_the_same_numbers(glue_path, tmp_path, group_by_le
         np.testing.assert_array_equal(a, b)
 
 
-def test_last_checkpoint_is_every_epoch_end_even_when_the_metric_does_not_improve(glue_path, tmp_path):
-    """The monitored metric is best at epoch 0 and never again: best.ckpt stays at epoch 0, while
-    last.ckpt (what resume=true continues from) holds the final epoch."""
+def test_last_checkpoint_is_every_epoch_end_even_when_the_metric_does_not_improve(
+    glue_path, tmp_path, monkeypatch
+):
+    """The selection metric (calibration AUC) is best at epoch 0 and never again: best.ckpt stays at
+    epoch 0, while last.ckpt (what resume=true continues from) holds the final epoch."""
     import torch
 
-    run = [*TINY, "trainer.max_epochs=3", "++trainer.limit_val_batches=2"]
-    run += ["+callbacks.worsening._target_=tests.helpers.LogWorsening"]
-    run += ["callbacks.model_checkpoint.monitor=test/worsening"]
+    from sweet_lightning.evaluation.callback import AdaptiveEvaluation
+
+    real = AdaptiveEvaluation.evaluate
+
+    def worsening(self, module, outputs):  # the hold-out's AUC drops every epoch of the fit
+        report = real(self, module, outputs)
+        if module.trainer.state.fn == "fit" and "calibration" in report:
+            report["calibration"]["auc"] = 0.9 - 0.1 * module.trainer.current_epoch
+        return report
+
+    monkeypatch.setattr(AdaptiveEvaluation, "evaluate", worsening)
+    run = [*TINY, "trainer.max_epochs=3", "++trainer.limit_val_batches=2", "model_selection=calibration"]
     run_in_process(run, tmp_path)
     ckpts = tmp_path / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
