@@ -6,6 +6,12 @@ create parent folders. Only the launching process resolves it (the sweeper's con
 
 `${sl.sweep_group:default}` is the sweep folder's name inside a multirun job (every job of one
 sweep gets the same W&B group, so its methods sit side by side) and `default` otherwise.
+
+`${sl.deterministic:}` is the Trainer's `deterministic`: "warn" (torch's deterministic kernels)
+where CUDA is available, False on CPU. CPU kernels already give the same bits at a fixed thread
+count (tests/test_determinism.py), and torch's deterministic mode costs a CPU training epoch 6%
+(docs/benchmarks.md, "One epoch against the Hugging Face Trainer"); on GPUs it is what makes a seed
+repeatable (atomic adds in backward otherwise sum in any order).
 """
 
 from __future__ import annotations
@@ -30,8 +36,16 @@ def _sweep_group(default: str) -> str:
     return Path(hydra.sweep.dir).name if hydra.mode == RunMode.MULTIRUN else default
 
 
+def _deterministic() -> str | bool:
+    import torch
+
+    return "warn" if torch.cuda.is_available() else False
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("sl.mkdir"):
         OmegaConf.register_new_resolver("sl.mkdir", _mkdir)
     if not OmegaConf.has_resolver("sl.sweep_group"):
         OmegaConf.register_new_resolver("sl.sweep_group", _sweep_group)
+    if not OmegaConf.has_resolver("sl.deterministic"):
+        OmegaConf.register_new_resolver("sl.deterministic", _deterministic)

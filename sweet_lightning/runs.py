@@ -47,6 +47,7 @@ NOT_IDENTITY = (
     "run_dir",
     "logger",
     "sweep_fail_exit",
+    "keep_checkpoints",
     "data.glue_dir",
     "data.cache_dir",
     "data.num_workers",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -247,6 +248,10 @@ def _train(cfg: DictConfig) -> float:
     if not trainer.is_global_zero:  # DDP: rank 0 writes the results (every rank holds the same)
         return float("nan")
     weights = selector.weights_file(trainer)
+    if not cfg.get("keep_checkpoints", True):
+        # a study that keeps only its logits (experiment=cpu_repro): ~0.3-1 GB of weights per run
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        weights = None
     results = write_results(cfg, module, datamodule, evaluation, out, train_time, weights, selection)
     metric = cfg.get("optimized_metric")
     value = results["metrics"].get(metric)

@@ -19,7 +19,7 @@ def summary_line(runs: Sequence[Run]) -> str:
 
 def write_report(runs: Sequence[Run], out: Path, sources: Sequence[Path], speedups: Sequence[float] | None = None,
                  mixed: Sequence[str] = (), select_on: str = "calibration") -> list[Path]:
-    """Write report.md, the CSV tables and one curves_<model>.png per model; return the paths.
+    """Write report.md, the CSV tables and curves_<model>.png and exits_<model>.png per model; return the paths.
     `select_on`: the split whose AUC chooses each group's lr (report.selection)."""
     out.mkdir(parents=True, exist_ok=True)
     search = lr_search(runs, select_on)
@@ -41,7 +41,7 @@ def write_report(runs: Sequence[Run], out: Path, sources: Sequence[Path], speedu
         # 10 significant digits: exact enough to recompute from, without float noise like 56.00000000000001
         frame.to_csv(out / name, index=False, float_format="%.10g")
         written.append(out / name)
-    figures = write_figures(frames["curve_grid.csv"], frames["curve_points.csv"], out)
+    figures = write_figures(frames["curve_grid.csv"], frames["curve_points.csv"], out, frames["table1_exits.csv"])
     inputs = ReportInputs(
         sources=sources, summary_line=summary_line(runs), runs=frames["runs.csv"],
         chosen_lr=frames["chosen_lr.csv"], table1=frames["table1_exits.csv"], points=frames["curve_points.csv"],

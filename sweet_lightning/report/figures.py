@@ -1,6 +1,10 @@
-"""Speed-accuracy figures in the style of paper Figs. 4-6: one panel per task plus the average
-over tasks, one line per method (mean over seeds) with its 95% CI band, markers at the fixed
-speedups. Drawn from the CSV tables only, so the notebook can redraw a saved report.
+"""The report's figures, drawn from its CSV tables only (so the notebook can redraw a saved report),
+one panel per task plus the average over tasks:
+
+- speed-accuracy curves in the style of paper Figs. 4-6: one line per method (mean over seeds)
+  with its 95% CI band, markers at the fixed speedups (`curves_<model>.png`);
+- the individual exits of paper Table 1: each exit's score alone per method, mean ± std over
+  seeds (`exits_<model>.png`).
 """
 
 from __future__ import annotations
@@ -22,11 +26,8 @@ def draw_model_curves(grid: pd.DataFrame, points: pd.DataFrame, model: str, fig:
     """Draw one model's curves (curve_grid.csv and curve_points.csv rows) into fig, or a new Figure."""
     grid, points = grid[grid["model"] == model], points[points["model"] == model]
     tasks = task_order(list(grid["task"].unique()))
-    ncols = min(MAX_COLUMNS, max(len(tasks), 1))
-    nrows = math.ceil(len(tasks) / ncols)
     # a bare Figure needs no pyplot backend; the notebook passes its own pyplot figure instead
-    fig = fig if fig is not None else Figure()
-    fig.set_size_inches(4.2 * ncols, 3.4 * nrows)
+    fig, nrows, ncols = _panels(tasks, fig)
     methods = method_order(list(grid["method"].unique()))
     for i, task in enumerate(tasks):
         ax = fig.add_subplot(nrows, ncols, i + 1)
@@ -52,10 +53,53 @@ def draw_model_curves(grid: pd.DataFrame, points: pd.DataFrame, model: str, fig:
     return fig
 
 
-def write_figures(grid: pd.DataFrame, points: pd.DataFrame, out: Path) -> list[Path]:
+def _panels(tasks: list[str], fig: Figure | None, height: float = 3.4) -> tuple[Figure, int, int]:
+    ncols = min(MAX_COLUMNS, max(len(tasks), 1))
+    nrows = math.ceil(len(tasks) / ncols)
+    fig = fig if fig is not None else Figure()
+    fig.set_size_inches(4.2 * ncols, height * nrows)
+    return fig, nrows, ncols
+
+
+def draw_model_exits(table1: pd.DataFrame, model: str, fig: Figure | None = None) -> Figure:
+    """Each exit alone (table1_exits.csv rows of one model): score against exit layer per method,
+    mean over seeds with ± std bars, as the paper's Table 1 compares the methods exit by exit."""
+    table1 = table1[table1["model"] == model]
+    tasks = task_order(list(table1["task"].unique()))
+    fig, nrows, ncols = _panels(tasks, fig)
+    methods = method_order(list(table1["method"].unique()))
+    for i, task in enumerate(tasks):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        layers: list[int] = []
+        for method in methods:
+            rows = table1[(table1["task"] == task) & (table1["method"] == method)].sort_values("layer")
+            if rows.empty:
+                continue
+            layers = sorted(set(layers) | set(rows["layer"].astype(int)))
+            std = rows["std"].fillna(0.0)
+            ax.errorbar(rows["layer"], rows["mean"], yerr=std, marker="o", markersize=4, capsize=3,
+                        color=COLORS.get(method), label=METHOD_NAMES.get(method, method))
+        ax.set_xticks(layers)
+        ax.set_title("average over tasks" if task == AVERAGE else task)
+        ax.set_xlabel("exit layer")
+        ax.set_ylabel("score (x100)")
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize="small")
+    fig.suptitle(f"{model}: individual exits (mean ± std over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def write_figures(grid: pd.DataFrame, points: pd.DataFrame, out: Path, table1: pd.DataFrame | None = None) -> list[Path]:
     paths = []
     for model in sorted(grid["model"].unique()):
         path = out / f"curves_{model}.png"
         draw_model_curves(grid, points, model).savefig(path, dpi=120)
         paths.append(path)
+    if table1 is not None:
+        for model in sorted(table1["model"].unique()):
+            path = out / f"exits_{model}.png"
+            draw_model_exits(table1, model).savefig(path, dpi=120)
+            paths.append(path)
     return paths

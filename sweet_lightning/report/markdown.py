@@ -136,6 +136,8 @@ def render(inputs: ReportInputs) -> str:
     where = f"lr selected on {inputs.select_on}"
     lines += [f"## Individual exits (Table 1 style: mean ± std over seeds; {where})", "", f"Methods: {labels}.", ""]
     for model in models:
+        figure = next((f for f in inputs.figures if f.name == f"exits_{model}.png"), None)
+        lines += [f"![{model} individual exits]({figure.name})", ""] if figure else []
         lines += _exit_section(inputs.table1, model)
     lines += [f"## Speed-accuracy curves (Figs. 4-6 style: mean ± 95% CI half-width over seeds; {where})", ""]
     for model in models:
