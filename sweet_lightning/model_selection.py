@@ -71,11 +71,13 @@ class ModelSelection(L.Callback):
         self.keep_weights = keep_weights and rule.monitor is not None
         self.per_epoch: dict[int, float | None] = {}  # epoch (from 1) -> metric
         self.kept: dict | None = None  # the chosen epoch's weights (keep_weights only)
+        self.validated_step: int | None = None  # optimizer step of this process's latest fit validation
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         epoch = trainer.current_epoch + 1
+        self.validated_step = trainer.global_step
         value = trainer.callback_metrics.get(self.rule.monitor) if self.rule.monitor else None
         self.per_epoch[epoch] = None if value is None else float(value)
         if self.keep_weights and self.chosen_epoch() == epoch:
@@ -94,6 +96,20 @@ class ModelSelection(L.Callback):
             if value is not None and not math.isnan(value) and (best is None or value > self.per_epoch[best]):
                 best = epoch
         return best
+
+    def evaluated_already(self, trainer: L.Trainer, module: L.LightningModule) -> bool:
+        """Whether the module's latest evaluation outputs are those of the reported weights: the
+        chosen epoch is the last one validated, in this process, after the fit's last optimizer step
+        (not so when max_steps stopped an epoch short, or a resumed fit trained nothing). Then the
+        final evaluation would recompute the same logits bit for bit: on QNLI, a third of all the
+        evaluation time of a 2-epoch run (docs/benchmarks.md, "Evaluation share")."""
+        chosen = self.chosen_epoch()
+        return (
+            chosen is not None
+            and chosen == max(self.per_epoch)
+            and self.validated_step == trainer.global_step
+            and bool(getattr(module, "eval_outputs", None))
+        )
 
     def final_weights(self, trainer: L.Trainer, module: L.LightningModule) -> str | None:
         """The checkpoint to evaluate for the results (None: the module's current weights, which are

@@ -243,8 +243,9 @@ def _train(cfg: DictConfig) -> float:
 
     # recorded before validate(ckpt_path=...), which restores callback states from that checkpoint
     selection = selector.record(datamodule.eval_split_names[0])
-    ckpt = selector.final_weights(trainer, module)
-    trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+    if not selector.evaluated_already(trainer, module):  # else the outputs in hand are the final ones
+        ckpt = selector.final_weights(trainer, module)
+        trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
     if not trainer.is_global_zero:  # DDP: rank 0 writes the results (every rank holds the same)
         return float("nan")
     weights = selector.weights_file(trainer)

@@ -27,7 +27,7 @@ def scripted_auc(monkeypatch):
     def evaluate(self, module, outputs):
         report = real(self, module, outputs)
         trainer = module.trainer
-        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+        if trainer.state.fn == "fit" and trainer.validating and not trainer.sanity_checking:
             epoch = trainer.current_epoch + 1
             dev_logits[epoch] = outputs["dev"]["logits"].copy()
             for split in report:
@@ -154,3 +154,28 @@ def test_resumed_run_remembers_the_epochs_before_it(glue_path, tmp_path):
     straight, resumed = results(tmp_path / "straight"), results(tmp_path / "resumed")
     assert resumed["selection"]["epochs_seen"] == 2
     assert resumed["selection"] == straight["selection"]
+
+
+@pytest.mark.parametrize("best, revalidations", [(2, 0), (1, 1)])
+def test_final_evaluation_reruns_only_when_an_earlier_epoch_is_reported(
+    glue_path, tmp_path, scripted_auc, monkeypatch, best, revalidations
+):
+    """The last epoch's evaluation already holds the reported logits when the last epoch is chosen
+    (no second pass over dev and the hold-out); an earlier epoch's weights are evaluated again."""
+    import lightning
+
+    script, dev_logits = scripted_auc
+    script.update({("dev", 1): 0.5, ("dev", 2): 0.5})
+    script.update({("calibration", 1): 0.9 if best == 1 else 0.5, ("calibration", 2): 0.9 if best == 2 else 0.5})
+    calls = []
+    real = lightning.Trainer.validate
+
+    def counted(self, *args, **kwargs):
+        calls.append(kwargs.get("ckpt_path"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(lightning.Trainer, "validate", counted)
+    run_in_process(TWO_EPOCHS, tmp_path)
+    assert len(calls) == revalidations
+    np.testing.assert_array_equal(reported_dev_logits(tmp_path), dev_logits[best])
+    assert results(tmp_path)["selection"]["epoch"] == best

