@@ -381,6 +381,10 @@ def test_two_stage_refuses_bad_counts_and_a_shared_pooler():
         TwoStageModule(**TINY, stage1_epochs=0)
     with pytest.raises(ValueError, match="method.shared_pooler=true does not apply to method=two_stage"):
         TwoStageModule(**TINY, shared_pooler=True)
+    with pytest.raises(
+        ValueError, match=r"method=two_stage needs at least two exits \(model.exit_layers=\[6\]\)"
+    ):
+        TwoStageModule(**{**TINY, "exit_layers": [6]})
 
 
 def test_two_stage_keeps_its_stage_keys_in_the_checkpoint_hyperparameters():
@@ -466,3 +470,30 @@ def test_method_configs_name_their_class(method):
         "sweet_alpha": "GradientScaledSweetModule",
     }
     assert target == expected[method]
+
+
+def test_report_gives_every_strategy_rows_of_its_own(tmp_path):
+    """The report keys on the run's method name: new strategies (and each alpha) get their own rows."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    from sweet_lightning.report.__main__ import main
+    from tests.fixtures.synthetic_sweep import make_sweep
+
+    sweep = make_sweep(tmp_path / "sweep", methods=("sweet",), extras=False)
+    for name in ("two_stage", "sweet_alpha0.25"):
+        for run in sorted(sweep.glob("*_sweet-*")):
+            copy_dir = sweep / run.name.replace("_sweet-", f"_{name}-")
+            shutil.copytree(run, copy_dir)
+            results = json.loads((copy_dir / "results.json").read_text())
+            results["method"] = results["config"]["method"]["name"] = name
+            (copy_dir / "results.json").write_text(json.dumps(results))
+    out = tmp_path / "report"
+    assert main([str(sweep), "--out", str(out)]) == 0
+    table1 = pd.read_csv(out / "table1_exits.csv")
+    assert set(table1.method) == {"sweet", "two_stage", "sweet_alpha0.25"}
+    md = (out / "report.md").read_text()
+    for label in ("SWEET", "two_stage", "sweet_alpha0.25"):
+        assert f"| {label} | 2 |" in md, label

@@ -70,6 +70,11 @@ class TwoStageModule(EarlyExitModule):
                 "heads while the last head is frozen, so they cannot share a pooler; drop the key."
             )
         super().__init__(*args, **kwargs)
+        if len(self.exit_layers) < 2:
+            raise ValueError(
+                f"method=two_stage needs at least two exits (model.exit_layers={self.exit_layers}): "
+                "stage 2 trains the ones before the last."
+            )
         self.stage1_epochs = stage1_epochs
         self.stage2_epochs = stage2_epochs
 
