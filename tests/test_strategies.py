@@ -146,7 +146,13 @@ SMALL = dict(
 # DeBERTa with relative attention, so that its layers use the relative embeddings of the context
 FAMILIES = {
     "bert": BertConfig,
-    "deberta-v2": lambda **kw: DebertaV2Config(relative_attention=True, pos_att_type=["p2c", "c2p"], **kw),
+    "deberta-v2": lambda **kw: DebertaV2Config(
+        relative_attention=True,
+        pos_att_type=["p2c", "c2p"],
+        position_buckets=8,
+        norm_rel_ebd="layer_norm",
+        **kw,
+    ),
     "mpnet": MPNetConfig,
 }
 

@@ -3,8 +3,8 @@
 Where SWEET detaches the state entering each later segment, this multiplies the gradient flowing
 back across that boundary by `method.alpha` in [0, 1] (identity forward). Exit j's loss reaches
 segment i <= j scaled by alpha ** (j - i), the number of boundaries it crosses (the context's
-parameter-derived tensors, e.g. DeBERTa's relative embeddings, owned by segment 1, scale the same
-way). alpha = 0 is SWEET and alpha = 1 is Early-Exit, computed exactly as those methods compute
+parameter-derived tensors, e.g. DeBERTa's relative embeddings, owned by the first segment, scale the
+same way). alpha = 0 is SWEET and alpha = 1 is Early-Exit, computed exactly as those methods compute
 them (`MultiExitModel.cross_boundary`). A sweep over alpha traces the trade-off of paper Sec. 4.2
 between the early classifiers (SWEET leads at fast speeds) and the late ones (Early-Exit leads at
 slow speeds: its later classifiers also shape the early layers).
