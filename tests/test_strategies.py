@@ -167,7 +167,8 @@ def test_exit_j_reaches_segment_i_scaled_by_alpha_to_the_boundaries_crossed(fami
     position bias) sum paths in another order, so to float rounding."""
     torch.manual_seed(0)
     exits = [1, 2, 4]
-    early_exit = MultiExitModel(SegmentedEncoder(AutoModel.from_config(FAMILIES[family](**SMALL))), exits, 2)
+    encoder = SegmentedEncoder(AutoModel.from_config(FAMILIES[family](**SMALL)))
+    early_exit = MultiExitModel(encoder, exits, num_labels=2, dropout=0.0)  # no dropout: same forward twice
     scaled = copy.deepcopy(early_exit)
     scaled.boundary_grad = alpha
     b = batch(vocab=(5, 120))
