@@ -504,3 +504,20 @@ def test_report_gives_every_strategy_rows_of_its_own(tmp_path):
     md = (out / "report.md").read_text()
     for label in ("SWEET", "two_stage", "sweet_alpha0.25"):
         assert f"| {label} | 2 |" in md, label
+
+
+@pytest.mark.parametrize(
+    ("cls", "step", "epoch", "trained"),
+    [
+        (AlternatingModule, 0, 0, [0, 1, 2, 3]),
+        (AlternatingModule, 1, 0, [3]),
+        (TwoStageModule, 0, 0, [3]),  # stage 1
+        (TwoStageModule, 0, 1, [0, 1, 2]),  # stage 2 (stage 1 is 1 epoch without a Trainer)
+    ],
+)
+def test_learned_exit_scorers_train_with_their_classifiers(cls, step, epoch, trained):
+    module = cls(**TINY, learned_exit=True)
+    module.training_loss(batch(), step=step, epoch=epoch)[0].backward()
+    for k, head in enumerate(module.net.heads):
+        assert nonzero(head.exit_scorer.weight.grad) == (k in trained), f"scorer {k + 1}"
+        assert nonzero(head.classifier.weight.grad) == (k in trained), f"classifier {k + 1}"
