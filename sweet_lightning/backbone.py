@@ -39,7 +39,13 @@ class LayerContext:
         are shared across layers but owned by the first segment (e.g. DeBERTa's relative
         position embeddings).
         """
-        extras = {k: v.detach() if torch.is_tensor(v) else v for k, v in self.extras.items()}
+        return self.map_tensors(torch.Tensor.detach)
+
+    def map_tensors(self, fn) -> LayerContext:
+        """Same context with `fn` applied to every parameter-derived tensor (the extras: the
+        masks come from the input alone). What crosses a segment boundary, SWEET's detach or
+        gradient-scaled SWEET's scaling, must treat these tensors as it treats the hidden state."""
+        extras = {k: fn(v) if torch.is_tensor(v) else v for k, v in self.extras.items()}
         return replace(self, extras=extras)
 
 

@@ -8,12 +8,12 @@ not care which one it holds.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from sweet_lightning.backbone import SegmentedEncoder
+from sweet_lightning.backbone import LayerContext, SegmentedEncoder
 from sweet_lightning.heads import ExitHead, Pooler
 
 
@@ -30,12 +30,44 @@ def check_exit_layers(exit_layers: Sequence[int], num_layers: int) -> list[int]:
     return layers
 
 
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; the gradient flowing back through it is multiplied by `alpha`."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        ctx.alpha = alpha
+        return x.view_as(x)  # a new tensor object, so autograd records this node
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.alpha, None
+
+
+def scale_gradient(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    return _ScaleGradient.apply(x, alpha)
+
+
+def check_boundary_grad(alpha: float, key: str = "method.alpha") -> float:
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:  # also refuses NaN
+        raise ValueError(f"{key}={alpha} must be in [0, 1] (0 = SWEET, 1 = Early-Exit).")
+    return alpha
+
+
 class MultiExitModel(nn.Module):
     """Early-Exit network: segments of one encoder, a head after each exit layer.
 
-    With `detach_segments=True` (SWEET) the state entering segment i+1 is detached, so
-    classifier i's loss reaches only the layers after exit i-1 up to exit i, and its head
-    (classifier 1 also owns the embeddings).
+    Every early-exit-style training method (Early-Exit, SWEET, weighted Early-Exit, two-stage,
+    alternating, gradient-scaled SWEET) trains this one network; they differ only in the loss
+    and in `boundary_grad`, which acts in training alone. Inference (`inference.engine`) runs
+    the same network whichever method trained it.
+
+    `boundary_grad` is the factor by which the gradient crossing a segment boundary backwards
+    is multiplied: 1 (Early-Exit) lets every exit's loss reach every layer below it; 0 (SWEET)
+    detaches the state entering segment i+1, so classifier i's loss reaches only the layers
+    after exit i-1 up to exit i, and its head (classifier 1 also owns the embeddings); in
+    between (gradient-scaled SWEET), exit j's loss reaches segment i < j scaled by
+    boundary_grad ** (j - i), the number of boundaries it crosses.
     """
 
     def __init__(
@@ -45,7 +77,7 @@ class MultiExitModel(nn.Module):
         num_labels: int,
         pooling: str = "cls",
         dropout: float = 0.1,
-        detach_segments: bool = False,
+        boundary_grad: float = 1.0,
         shared_pooler: bool = False,
         learned_exit: bool = False,
     ):
@@ -53,7 +85,7 @@ class MultiExitModel(nn.Module):
         self.encoder = encoder
         self.exit_layers = check_exit_layers(exit_layers, encoder.num_layers)
         self.num_layers = encoder.num_layers
-        self.detach_segments = detach_segments
+        self.boundary_grad = check_boundary_grad(boundary_grad, "boundary_grad")
         hidden = encoder.config.hidden_size
         init = encoder.pretrained_pooler()
         activation, pooler_dropout = encoder.pooler_style()
@@ -75,6 +107,38 @@ class MultiExitModel(nn.Module):
         starts = [0] + self.exit_layers[:-1]
         return list(zip(starts, self.exit_layers, strict=True))
 
+    def cross_boundary(self, hidden: torch.Tensor, ctx: LayerContext) -> tuple[torch.Tensor, LayerContext]:
+        """The state entering the next segment, with its backward path scaled by `boundary_grad`.
+
+        0 detaches (SWEET itself: no graph, and not a graph of zeros that would cost a backward
+        pass); 1 is the identity (Early-Exit itself). The context's parameter-derived tensors
+        (e.g. DeBERTa's relative embeddings, owned by the first segment) get the same factor, so a
+        segment's use of them counts as crossing the same boundaries as its hidden state.
+        """
+        alpha = self.boundary_grad
+        if alpha == 0.0:
+            return hidden.detach(), ctx.detached()
+        if alpha == 1.0:
+            return hidden, ctx
+        return scale_gradient(hidden, alpha), ctx.map_tensors(
+            lambda t: scale_gradient(t, alpha) if t.requires_grad else t  # index tensors have no gradient
+        )
+
+    def exit_states(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """The hidden state [B, T, H] at each exit layer, computed lazily (segment by segment)."""
+        hidden = self.encoder.embed(input_ids, attention_mask, token_type_ids)
+        ctx = self.encoder.context(hidden, attention_mask)
+        for i, (start, end) in enumerate(self.segments()):
+            if i > 0:
+                hidden, ctx = self.cross_boundary(hidden, ctx)
+            hidden = self.encoder.run_layers(hidden, ctx, start, end)
+            yield hidden
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -82,13 +146,16 @@ class MultiExitModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
         """(class logits per exit, learned exit-score logits per exit or Nones)."""
-        hidden = self.encoder.embed(input_ids, attention_mask, token_type_ids)
-        ctx = self.encoder.context(hidden, attention_mask)
+        states = self.exit_states(input_ids, attention_mask, token_type_ids)
+        return self.apply_heads(states, attention_mask)
+
+    def apply_heads(
+        self, states: Iterable[torch.Tensor], attention_mask: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """Each head on its exit's state; a lazy `states` interleaves segments and heads, so the
+        random draws (dropout) come in the same order as they always have."""
         logits, scores = [], []
-        for i, ((start, end), head) in enumerate(zip(self.segments(), self.heads, strict=True)):
-            if i > 0 and self.detach_segments:
-                hidden, ctx = hidden.detach(), ctx.detached()
-            hidden = self.encoder.run_layers(hidden, ctx, start, end)
+        for hidden, head in zip(states, self.heads, strict=True):
             lg, sc = head(hidden, attention_mask)
             logits.append(lg)
             scores.append(sc)

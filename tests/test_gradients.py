@@ -161,7 +161,7 @@ def test_every_backbone_family(family, sweet):
     module = (SweetModule if sweet else EarlyExitModule)(**TINY)
     # same module, other architecture: swap the network for one on a tiny model of that family
     encoder = SegmentedEncoder(AutoModel.from_config(FAMILIES[family](small)))
-    module.net = MultiExitModel(encoder, [1, 2, 4], num_labels=2, detach_segments=sweet)
+    module.net = MultiExitModel(encoder, [1, 2, 4], num_labels=2, boundary_grad=0.0 if sweet else 1.0)
     module.exit_layers = [1, 2, 4]
     report = batch_report(module, batch(5, 120))
     assert report["1"]["parameter"].endswith("encoder.layer.0.output.dense.weight")  # not attention.output

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,17 +54,8 @@ def pick_device(cfg: DictConfig) -> torch.device:
 
 def make_optimizer(module, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
     """What `configure_optimizers` builds, sized for `total_steps` (it asks a Trainer otherwise)."""
-    from sweet_lightning.methods.base import linear_decay_schedule
-
-    params = [p for p in module.parameters() if p.requires_grad]
-    if module.optimizer_factory is not None:
-        optimizer = module.optimizer_factory(params)
-    else:
-        optimizer = torch.optim.AdamW(params, lr=module.lr, betas=(0.9, 0.999), weight_decay=0.0)
-    scheduler = (module.scheduler_factory or linear_decay_schedule)(
-        optimizer, total_steps=max(1, total_steps)
-    )
-    return optimizer, scheduler
+    optimizer = module.make_optimizer()
+    return optimizer, module.make_schedule(optimizer, max(1, total_steps))
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -84,10 +74,9 @@ def fine_tune(
     bar = tqdm(range(steps), desc="fine-tuning", unit="step", disable=True if not progress or steps == 0 else None)
     for step in bar:
         batch = _to(next(batches), device)
-        with warnings.catch_warnings():
-            # no Trainer here, so training_step's self.log calls are no-ops that warn
-            warnings.filterwarnings("ignore", message=".*self.log.*")
-            loss = module.training_step(batch, step)
+        # the method's own loss at this optimizer step (alternating alternates); the steps count as
+        # epoch 0, so two_stage fine-tunes in its stage 1 (backbone with the last classifier)
+        loss = module.training_loss(batch, step, 0)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -1,8 +1,8 @@
 """Find what a trained model needs at inference: its checkpoint, method, temperatures, policy.
 
 Accepted sources:
-- a run dir (what `launch.py` writes): `results.json` names the method, the checkpoint, the
-  fitted per-exit temperatures, the exit policy and the precision the run trained and
+- a run dir (what `launch.py` writes): `results.json` names the checkpoint, the fitted per-exit
+  temperatures, the exit policy and the precision the run trained and
   evaluated in (`config.trainer.precision`); `logits_calibration.npz` (else the primary dev
   split's logits) can pick a threshold for a target speedup.
 - a bare Lightning `.ckpt`: temperatures are 1 and the policy is confidence. The method and
@@ -10,8 +10,9 @@ Accepted sources:
   checkpoints fall back to the state dict: `net.members.*` means cascade, otherwise the
   network is a `MultiExitModel`, loaded as SWEET when its hyperparameters carry
   `shared_pooler` (then SWEET's key only; Early-Exit took it later, and its checkpoints store
-  the method) and as Early-Exit otherwise. Early-Exit and SWEET differ only in training
-  (SWEET cuts gradients between segments), so their inference is the same either way.
+  the method) and as Early-Exit otherwise (a run dir's results.json names the method of checkpoints
+  that do not record one). Every early-exit-style method (Early-Exit, SWEET, two-stage, alternating,
+  gradient-scaled SWEET) differs only in training, so their inference is the same either way.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def _from_checkpoint_file(path: Path, results: dict | None = None) -> RunSource:
             f"{str(path)!r} has no sweet_lightning hyperparameters: give a checkpoint written by launch.py"
         )
     results = results or {}
-    method = results.get("method") or _method_of(ckpt)
+    method = _method_of(ckpt, results.get("method"))
     if method not in METHODS:
         raise SourceError(
             f"unknown method {method!r} for {str(path)!r}: expected one of {', '.join(METHODS)}"
@@ -146,10 +147,15 @@ def _from_checkpoint_file(path: Path, results: dict | None = None) -> RunSource:
     )
 
 
-def _method_of(ckpt: dict) -> str:
+def _method_of(ckpt: dict, run_method: str | None = None) -> str:
+    """The class to load the checkpoint with: the one it records, else the run's method name (older
+    checkpoints), else a guess from the state dict. The record comes first because a run's name may
+    be a preset of a class (weighted_early_exit) or carry a parameter (sweet_alpha0.25)."""
     stored = ckpt.get("sweet_lightning")
     if isinstance(stored, dict) and stored.get("method"):
         return str(stored["method"])
+    if run_method:
+        return str(run_method)
     if any(key.startswith("net.members.") for key in ckpt["state_dict"]):
         return "cascade"
     return "sweet" if "shared_pooler" in ckpt["hyper_parameters"] else "early_exit"

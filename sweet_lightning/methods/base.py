@@ -1,8 +1,9 @@
-"""What the three methods share: loss = weighted sum of the exits' cross-entropies,
-per-exit evaluation with logits kept for later analysis, AdamW with linear decay.
+"""What the methods share: loss = weighted sum of the exits' cross-entropies, per-exit
+evaluation with logits kept for later analysis, AdamW with linear decay.
 
-A method only says which network it trains (`build_network`) and how its inference cost is
-counted (`kind`: "early_exit" reuses layers, "cascade" re-runs them).
+A method says which network it trains (`build_network`), how its inference cost is counted
+(`kind`: "early_exit" reuses layers, "cascade" re-runs them) and, if it does not train every
+exit at every step, which exits a step trains (`step_exit_weights`, `training_forward`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from sweet_lightning.batching import LengthOrdered, dataset_order
+from sweet_lightning.methods.weights import resolve_exit_weights
 from sweet_lightning.metrics import compute_metric, run_metrics
 from sweet_lightning.models import load_encoder
 from sweet_lightning.tasks import get_task
@@ -63,7 +65,7 @@ class AdaptiveModule(L.LightningModule):
         exit_layers: Sequence[int],
         exit_pooling: str = "cls",
         dropout: float = 0.1,
-        exit_weights: Sequence[float] | None = None,
+        exit_weights: Sequence[float] | str | None = None,
         random_init: bool = False,
         config_overrides: dict[str, Any] | None = None,
         learned_exit: bool = False,
@@ -86,11 +88,7 @@ class AdaptiveModule(L.LightningModule):
             encoder, list(exit_layers), exit_pooling, dropout, learned_exit=learned_exit, **method_kwargs
         )
         self.exit_layers: list[int] = list(self.net.exit_layers)
-        if exit_weights is not None and len(exit_weights) != len(self.exit_layers):
-            raise ValueError(
-                f"method.exit_weights has {len(exit_weights)} values for {len(self.exit_layers)} exits: give one per exit."
-            )
-        self.exit_weights = list(exit_weights) if exit_weights is not None else [1.0] * len(self.exit_layers)
+        self.exit_weights = resolve_exit_weights(exit_weights, self.exit_layers)
         self._eval_buffers: dict[int, dict[str, list]] = {}
         self.eval_split_names: list[str] = list(self.task.eval_splits)
         # split -> {"logits": [E, N, C], "labels": [N]} from the latest validation epoch
@@ -124,15 +122,48 @@ class AdaptiveModule(L.LightningModule):
             for lg, sc in zip(logits, scores, strict=True)
         ]
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits, scores = self.forward_with_scores(batch)
+    def step_exit_weights(self, step: int, epoch: int) -> list[float]:
+        """The weight of each exit's loss at optimizer step `step` of epoch `epoch` (0-based).
+
+        A weight of 0 leaves the exit out of the step: its classifier and exit scorer get no
+        gradient at all (None, not zeros, so AdamW neither moves nor decays them, nor counts the
+        step for them). Methods that train different exits at different steps override this.
+        """
+        return self.exit_weights
+
+    def training_forward(self, batch: dict[str, torch.Tensor], step: int, epoch: int):
+        """The forward pass training uses at this step (two-stage freezes the backbone in stage 2)."""
+        return self.forward_with_scores(batch)
+
+    def training_loss(
+        self, batch: dict[str, torch.Tensor], step: int, epoch: int
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+        """(loss, every exit's cross-entropy, the exit scorers' loss or None) at optimizer step `step`.
+
+        loss = sum of the step's exit weights times the exits' cross-entropies, plus, with learned
+        exits, the score losses of the exits trained at this step. The step and epoch are passed
+        in (not read from a Trainer) so that loops without one (the gradient analysis) follow the
+        method's schedule too.
+        """
+        logits, scores = self.training_forward(batch, step, epoch)
         losses = self.exit_losses(logits, batch["labels"])
-        loss = sum(w * li for w, li in zip(self.exit_weights, losses, strict=True))
-        bs = batch["labels"].shape[0]
+        weights = self.step_exit_weights(step, epoch)
+        trained = [i for i, w in enumerate(weights) if w != 0]
+        loss = sum(weights[i] * losses[i] for i in trained)
+        score_loss = None
         if self.learned_exit:
             score_losses = self.exit_score_losses(logits, scores, batch["labels"])
-            loss = loss + sum(score_losses)
-            self.log("train/exit_score_loss", sum(score_losses), batch_size=bs)
+            score_loss = sum(score_losses[i] for i in trained)
+            loss = loss + score_loss
+        return loss, losses, score_loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        # global_step counts optimizer steps: the micro-batches of one accumulated step train the
+        # same exits, and a run resumed from last.ckpt continues the schedule where it stopped
+        loss, losses, score_loss = self.training_loss(batch, self.global_step, self.current_epoch)
+        bs = batch["labels"].shape[0]
+        if score_loss is not None:
+            self.log("train/exit_score_loss", score_loss, batch_size=bs)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         for i, li in enumerate(losses, start=1):
             self.log(f"train/exit{i}/loss", li, batch_size=bs)
@@ -221,14 +252,20 @@ class AdaptiveModule(L.LightningModule):
 
     # ---- optimisation (paper App. A: AdamW, betas 0.9/0.999, linear decay) -------------
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        if self.optimizer_factory is not None:
-            optimizer = self.optimizer_factory(params)
-        else:
-            optimizer = torch.optim.AdamW(params, lr=self.lr, betas=(0.9, 0.999), weight_decay=0.0)
+        optimizer = self.make_optimizer()
         total = max(1, int(self.trainer.estimated_stepping_batches)) if self.trainer else 1
-        factory = self.scheduler_factory or linear_decay_schedule
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": factory(optimizer, total_steps=total), "interval": "step"},
+            "lr_scheduler": {"scheduler": self.make_schedule(optimizer, total), "interval": "step"},
         }
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.optimizer_factory is not None:
+            return self.optimizer_factory(params)
+        return torch.optim.AdamW(params, lr=self.lr, betas=(0.9, 0.999), weight_decay=0.0)
+
+    def make_schedule(self, optimizer: torch.optim.Optimizer, total_steps: int):
+        """The learning-rate schedule over `total_steps` optimizer steps (stepped every step)."""
+        factory = self.scheduler_factory or linear_decay_schedule
+        return factory(optimizer, total_steps=total_steps)

@@ -15,5 +15,5 @@ class SweetModule(AdaptiveModule):
         # (so it alone is updated by all classifiers).
         return MultiExitModel(
             encoder, exit_layers, self.task.num_labels, pooling, dropout,
-            detach_segments=True, shared_pooler=shared_pooler, **kwargs,
+            boundary_grad=0.0, shared_pooler=shared_pooler, **kwargs,
         )
