@@ -3,13 +3,14 @@
 Training (`launch.py`, `sweet-train`) is a Hydra app: `key=value` overrides of conf/train.yaml.
 Every other tool is an argparse program built with `parser()` below: `--option value` flags, `--help`
 listing each with its default, one line `error: ...` and exit status 2 for bad input. The tools that
-build a model from the training config (the gradients analysis, the benchmarks) take launch.py
-overrides as positional `key=value` arguments after their flags.
+build a model from the training config (the gradients analysis, two benchmarks) also take launch.py
+overrides as positional `key=value` arguments.
 
-Hydra overrides are checked and expanded before Hydra sees them. Hydra's glob (`task=glob(*)`) does not look into nested config groups, so the literal
-`task=glue/*` would fail. `expand_overrides` turns `group=dir/*` (any fnmatch pattern) into
-the comma-separated list of matching options, and rejects unknown options of a config
-group with a one-line error listing the valid ones. It also rejects unknown top-level keys
+Hydra overrides are checked and expanded before Hydra sees them. Hydra's glob (`task=glob(*)`)
+does not look into nested config groups, so the literal `task=glue/*` would fail.
+`expand_overrides` turns `group=dir/*` (any fnmatch pattern) into the comma-separated list of
+matching options, and rejects unknown options of a config group with a one-line error listing
+the valid ones. It also rejects unknown top-level keys
 (Hydra itself suggests `+trainsize=16` for a typo, which would then be silently ignored) and
 `-m launcher=slurm` on a machine without Slurm, each with one line instead of a traceback.
 """
@@ -140,7 +141,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+        unset = any(action.default is v for v in (None, False, argparse.SUPPRESS))  # 0 is a default to show
+        if not unset and "default" not in text:
             text += " (default: %(default)s)"
         return text
 
@@ -167,7 +169,7 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         # argparse would print the usage block and exit: one line is easier to read in a log
         if message.startswith(("unrecognized arguments", "unknown option")):
-            message += f"; valid options: {', '.join(self.flags())}"
+            message += f"; valid options: {', '.join(self.flags()) or 'none but --help'}"
         raise UsageError(message)
 
     def parse_args(self, args: Sequence[str] | None = None, namespace=None) -> argparse.Namespace:
@@ -256,6 +258,7 @@ def add_threads(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=count(0),
         default=0,
+        metavar="N",
         help="torch intra-op threads; 0 = torch's choice (the cores, or OMP_NUM_THREADS)",
     )
 

@@ -196,6 +196,25 @@ def test_older_key_value_spelling_parses_as_the_flags(module, old, new):
     assert parsed == vars(parser.parse_args(new))  # and `new` sets every option away from its default
 
 
+def test_flags_and_positionals_mix_in_any_order():
+    from pathlib import Path
+
+    from sweet_lightning.cli import progress_disabled
+
+    parsed = build_parser("sweet_lightning.analysis.gradients").parse_args(
+        ["method=sweet", "--steps", "2", "task=glue/rte"]
+    )
+    assert parsed.overrides == ["method=sweet", "task=glue/rte"] and parsed.steps == "2"
+    parsed = build_parser("sweet_lightning.evaluate").parse_args(
+        ["a", "--exit-policy", "entropy", "b", "--no-progress"]
+    )
+    assert parsed.run_dirs == [Path("a"), Path("b")] and parsed.exit_policy == "entropy"
+    assert progress_disabled(parsed) is True  # tqdm's disable: no bar
+    assert (
+        progress_disabled(build_parser("sweet_lightning.evaluate").parse_args(["a"])) is None
+    )  # on a terminal
+
+
 def test_key_value_bool_that_is_not_one_names_both_flags():
     from sweet_lightning.cli import UsageError
 
@@ -264,8 +283,12 @@ def doc_commands() -> list[tuple[str, str, list[str]]]:
         for match in COMMAND.finditer(text):
             tool = "python " + match.group(1)
             args = re.sub(r"<[^>]*>", "PLACEHOLDER", match.group(2)).strip()
-            if tool not in TOOLS or re.search(r"(^| )\[|\(", args):
-                continue  # a synopsis with [optional] parts, or not one of the argparse tools
+            if (
+                tool not in TOOLS
+                or re.search(r"\.\.\.|(^| )\[|\(", args)
+                or (not args and TOOLS[tool] in REQUIRED)
+            ):
+                continue  # a synopsis ([optional] parts, "..."), a mention of the bare tool, or not a tool here
             found.append((path.name, tool, shlex.split(args)))
     return found
 

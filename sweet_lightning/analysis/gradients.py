@@ -252,7 +252,9 @@ def build_parser():
 
     p = cli.parser("python -m sweet_lightning.analysis.gradients", __doc__)
     for key, (default, meaning) in own_options().items():
-        p.add_argument(f"--{key.replace('_', '-')}", metavar="VALUE", help=f"{meaning} (default: {default})")
+        p.add_argument(
+            f"--{key.replace('_', '-')}", metavar=key.upper(), help=f"{meaning} (default: {default})"
+        )
     p.add_argument(
         "-m",
         "--multirun",
