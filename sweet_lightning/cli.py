@@ -253,11 +253,11 @@ def progress_disabled(args: argparse.Namespace) -> bool | None:
     return None if args.progress is None else not args.progress
 
 
-def add_threads(p: argparse.ArgumentParser) -> None:
+def add_threads(p: argparse.ArgumentParser, default: int = 0) -> None:
     p.add_argument(
         "--threads",
         type=count(0),
-        default=0,
+        default=default,
         metavar="N",
         help="torch intra-op threads; 0 = torch's choice (the cores, or OMP_NUM_THREADS)",
     )

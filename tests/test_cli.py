@@ -62,6 +62,7 @@ TOOLS = {
     "python -m sweet_lightning.report": "sweet_lightning.report.__main__",
     "python -m sweet_lightning.reproduce": "sweet_lightning.reproduce",
     "python -m sweet_lightning.analysis.gradients": "sweet_lightning.analysis.gradients",
+    "python benchmarks/cascade_backward.py": "benchmarks.cascade_backward",
     "python benchmarks/epoch.py": "benchmarks.epoch",
     "python benchmarks/eval_share.py": "benchmarks.eval_share",
     "python benchmarks/optimizer.py": "benchmarks.optimizer",
