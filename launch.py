@@ -1,43 +1,12 @@
-"""Train one adaptive-inference model, or sweep many with -m.
+"""Train one adaptive-inference model, or sweep many with -m (also installed as `sweet-train`).
 
     python launch.py method=sweet task=glue/rte model=minilm_l6
     python launch.py -m method=early_exit,sweet,cascade task=glue/* model=minilm_l6
+
+The Hydra app itself is sweet_lightning/launch.py.
 """
 
-import os
-import sys
-
-import hydra
-from omegaconf import DictConfig
-
-from sweet_lightning.cli import OverrideError, expand_overrides
-from sweet_lightning.resolvers import register_resolvers
-
-register_resolvers()  # before @hydra.main composes the config
-
-# errors our own checks raise with a one-line message that names the fix
-USER_ERRORS = (ValueError, RuntimeError, FileNotFoundError)
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    from sweet_lightning.train import train  # imported late: --help stays fast
-
-    if HydraConfig.get().mode == RunMode.MULTIRUN or os.environ.get("SWEET_DEBUG"):
-        return train(cfg)
-    try:
-        return train(cfg)
-    except USER_ERRORS as err:
-        # a single run fails with one line, not a traceback (SWEET_DEBUG=1 shows it)
-        sys.exit(f"error: {err}")
-
+from sweet_lightning.launch import main
 
 if __name__ == "__main__":
-    try:
-        sys.argv[1:] = expand_overrides(sys.argv[1:])
-    except OverrideError as err:
-        sys.exit(f"error: {err}")
     main()

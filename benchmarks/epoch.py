@@ -25,7 +25,6 @@ that torch AdamW implementation on both sides.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import random
 import statistics
@@ -50,6 +49,7 @@ from benchmarks.common import (  # noqa: E402
     our_overrides,
     quiet,
 )
+from sweet_lightning import cli  # noqa: E402
 
 PADDINGS = ("random", "grouped")
 ADAMW = {  # --adamw -> (our optimizer overrides, torch AdamW kwargs for the Trainer; None = its default)
@@ -255,8 +255,7 @@ def run_task(args, task: str) -> None:
         order = list(contenders)
         rng.shuffle(order)
         for name, padding in order:
-            if args.threads:  # re-applied: neither side may change it for the next contender
-                torch.set_num_threads(args.threads)
+            cli.set_threads(args)  # re-applied: neither side may change it for the next contender
             if name == "trainer":
                 results[(name, padding)].append(trainer_epoch(args, task, padding))
             else:
@@ -294,34 +293,59 @@ def run_task(args, task: str) -> None:
         print(f"# length grouping's epoch speedup (random / grouped epoch time): {', '.join(speedups)}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> cli.Parser:
+    p = cli.parser("python benchmarks/epoch.py", __doc__)
     p.add_argument(
         "--task", default="sst2", help="one or more GLUE tasks, comma-separated (sst2, qnli, rte, ...)"
     )
     p.add_argument("--model", default="minilm_l6", help="a conf/model name (tiny_bert for smoke tests)")
-    p.add_argument("--train-size", type=int, default=6000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-seq-length", type=int, default=256)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--steps", type=int, default=0, help="cut each epoch to this many steps (0 = whole epoch)")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--methods", default="early_exit,sweet", help="ours: early_exit, sweet, cascade")
-    p.add_argument("--sides", default="ours,hf", help="ours, hf (the Trainer), or both")
-    p.add_argument("--adamw", choices=sorted(ADAMW), default="config")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument(
+        "--train-size", type=cli.count(1), default=6000, help="training rows (launch.py's train_size)"
+    )
+    p.add_argument("--batch-size", type=cli.count(1), default=16, help="training batch size, both sides")
+    p.add_argument("--max-seq-length", type=cli.count(1), default=256, help="truncation length, both sides")
+    p.add_argument("--seed", type=int, default=42, help="seed of the row sample and of training")
+    p.add_argument(
+        "--steps", type=cli.count(0), default=0, help="cut each epoch to this many steps; 0 = whole epoch"
+    )
+    p.add_argument(
+        "--rounds", type=cli.count(1), default=3, help="whole fits per contender (medians reported)"
+    )
+    p.add_argument(
+        "--methods", default="early_exit,sweet", help="ours, comma-separated: early_exit, sweet, cascade"
+    )
+    p.add_argument("--sides", default="ours,hf", help="ours, hf (the Trainer), or both, comma-separated")
+    p.add_argument(
+        "--adamw",
+        choices=sorted(ADAMW),
+        default="config",
+        help="AdamW: config = what each side uses by itself (see above); single, foreach or fused: that "
+        "torch implementation on both sides",
+    )
+    cli.add_threads(p)
     p.add_argument("--tokens-only", action="store_true", help="count padded tokens per policy; no training")
-    p.add_argument("overrides", nargs="*", help="extra launch.py overrides for both sides, e.g. lr=3e-5")
-    args = p.parse_args(argv)
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="extra launch.py overrides for both sides, e.g. lr=3e-5",
+    )
+    return p
+
+
+def run(args) -> None:
     args.methods = [m for m in args.methods.split(",") if m]
     args.sides = [s for s in args.sides.split(",") if s]
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    cli.set_threads(args)
     quiet()
     print(header())
     for task in args.task.split(","):
         run_task(args, task)
 
 
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_command(build_parser(), run, argv, errors=())
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

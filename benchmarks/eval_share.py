@@ -19,7 +19,6 @@ that of the same batches in dataset order); pass the datamodule's own overrides 
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import sys
@@ -27,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -42,6 +40,7 @@ from benchmarks.common import (  # noqa: E402
     our_overrides,
     quiet,
 )
+from sweet_lightning import cli  # noqa: E402
 
 
 def padding_of(loaders) -> tuple[int, int]:
@@ -79,22 +78,48 @@ def validate_seconds(cfg, module, val_batches: int) -> float:
     return time.perf_counter() - start
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", default="qnli")
-    p.add_argument("--method", default="sweet")
+def build_parser() -> cli.Parser:
+    p = cli.parser("python benchmarks/eval_share.py", __doc__)
+    p.add_argument("--task", default="qnli", help="a GLUE task (sst2, qnli, rte, ...)")
+    p.add_argument("--method", default="sweet", help="early_exit, sweet or cascade")
     p.add_argument("--model", default="minilm_l6", help="a conf/model name (tiny_bert for smoke tests)")
-    p.add_argument("--train-size", type=int, default=6000)
-    p.add_argument("--eval-batch-sizes", default="64,128,256", help="the first is the run's (conf: 64)")
-    p.add_argument("--epochs", type=int, default=2, help="epochs of the run whose eval share is printed")
-    p.add_argument("--rounds", type=int, default=3, help="validation passes per batch size")
-    p.add_argument("--steps", type=int, default=0, help="cut the training epoch (timed part extrapolated)")
-    p.add_argument("--val-batches", type=int, default=0, help="cut each eval split to this many batches")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    p.add_argument("overrides", nargs="*", help="extra launch.py overrides, e.g. max_seq_length=128")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    p.add_argument(
+        "--train-size", type=cli.count(1), default=6000, help="training rows (launch.py's train_size)"
+    )
+    p.add_argument(
+        "--eval-batch-sizes",
+        default="64,128,256",
+        help="evaluation batch sizes, comma-separated; the first is the run's (conf: 64)",
+    )
+    p.add_argument(
+        "--epochs", type=cli.count(1), default=2, help="epochs of the run whose eval share is printed"
+    )
+    p.add_argument("--rounds", type=cli.count(1), default=3, help="validation passes per batch size")
+    p.add_argument(
+        "--steps",
+        type=cli.count(0),
+        default=0,
+        help="cut the training epoch (timed part extrapolated); 0 = whole epoch",
+    )
+    p.add_argument(
+        "--val-batches",
+        type=cli.count(0),
+        default=0,
+        help="cut each eval split to this many batches; 0 = whole splits",
+    )
+    cli.add_threads(p)
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="extra launch.py overrides, e.g. max_seq_length=128"
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_command(build_parser(), run, argv, errors=())
+
+
+def run(args) -> None:
+    cli.set_threads(args)
     quiet()
     print(header())
     sizes = [int(x) for x in args.eval_batch_sizes.split(",")]
@@ -148,4 +173,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

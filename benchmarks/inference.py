@@ -3,16 +3,12 @@ throughput next to a plain Hugging Face forward. Measured side by side in one pr
 same pre-tokenised batches; contenders alternate batch by batch (order rotated) and each
 batch's time is its best over rounds, so machine noise hits all of them alike.
 
-    python benchmarks/inference.py <run_dir or .ckpt> batch_sizes=[1,16,64]
-    python benchmarks/inference.py --random minilm_l6 batch_sizes=[1,16] num_examples=48
+    python benchmarks/inference.py <run_dir or .ckpt> --batch-sizes 1 16 64
+    python benchmarks/inference.py --random minilm_l6 --batch-sizes 1 16 --num-examples 48
 
 --random NAME builds untrained modules (pretrained backbone from conf/model/NAME.yaml, random
 exit heads) for Early-Exit (= SWEET at inference) and the cascade, so it runs anywhere.
-Options (key=value): batch_sizes, num_examples (64), rounds (3), policy (the run's, else
-confidence), thresholds (default: the policy's curve for a trained model; for --random, the
-thresholds whose simulated speedup on these inputs comes closest below `targets`), targets
-([0.3,0.5,0.7,0.9]), task (--random only: sst2), methods (--random only: [early_exit,cascade]),
-threads (torch intra-op threads; default torch's; 1 is steadier on a busy shared machine).
+The older spelling `batch_sizes=[1,16] threads=1` still works (deprecated; docs/cli.md).
 
 Texts: the task's dev split from $GLUE_DIR (or a shared/glue above the checkout) if present, else synthetic.
 A trained run is timed in its own precision (bf16 autocast for a bf16 run; the plain HF forward too).
@@ -37,47 +33,64 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from sweet_lightning import cli  # noqa: E402
 from sweet_lightning.evaluation import simulate_exits, softmax, speedup  # noqa: E402
 from sweet_lightning.inference import AdaptiveClassifier, length_sorted_batches  # noqa: E402
 from sweet_lightning.inference.inputs import read_texts  # noqa: E402
 from sweet_lightning.methods import METHODS  # noqa: E402
 from sweet_lightning.models import load_tokenizer  # noqa: E402
 
-DEFAULTS = {
-    "batch_sizes": "[1,16,64]",
-    "num_examples": "64",
-    "rounds": "3",
-    "targets": "[0.3,0.5,0.7,0.9]",
-    "task": "sst2",
-    "methods": "[early_exit,cascade]",
-    "policy": "",
-    "thresholds": "",
-    "threads": "",
-}
 
-
-def parse(argv: list[str]) -> tuple[str | None, str | None, dict[str, str]]:
-    opts, path, random_model = dict(DEFAULTS), None, None
-    args = iter(argv)
-    for arg in args:
-        if arg == "--random":
-            random_model = next(args, "minilm_l6")
-        elif arg.startswith("--random="):
-            random_model = arg.split("=", 1)[1]
-        elif "=" in arg:
-            key, value = arg.split("=", 1)
-            if key not in DEFAULTS:
-                sys.exit(f"error: unknown option {key!r}: valid are {', '.join(DEFAULTS)}")
-            opts[key] = value
-        else:
-            path = arg
-    if (path is None) == (random_model is None):
-        sys.exit("error: give a run dir / .ckpt, or --random minilm_l6 (see --help)")
-    return path, random_model, opts
-
-
-def as_list(value: str, cast: Callable = str) -> list:
-    return [cast(v.strip()) for v in value.strip("[]").split(",") if v.strip()]
+def build_parser() -> cli.Parser:
+    p = cli.parser("python benchmarks/inference.py", __doc__, key_values=True)
+    p.add_argument(
+        "source", nargs="?", metavar="RUN_DIR_OR_CKPT", help="a trained run dir or .ckpt (or --random)"
+    )
+    p.add_argument(
+        "--random",
+        nargs="?",
+        const="minilm_l6",
+        metavar="NAME",
+        help="untrained exit heads on the backbone of conf/model/NAME.yaml instead of a trained run "
+        "(default NAME: minilm_l6)",
+    )
+    p.add_argument(
+        "--batch-sizes",
+        type=cli.count(1),
+        nargs="+",
+        default=[1, 16, 64],
+        metavar="N",
+        help="batch sizes timed",
+    )
+    p.add_argument("--num-examples", type=cli.count(1), default=64, metavar="N", help="texts timed")
+    p.add_argument("--rounds", type=cli.count(1), default=3, help="rounds; each batch counts its best")
+    p.add_argument("--policy", metavar="NAME", help="exit policy (default: the run's, else confidence)")
+    p.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="+",
+        metavar="T",
+        help="thresholds timed (default: a trained run: the policy's curve; --random: those whose "
+        "simulated speedup on these inputs comes closest below --targets)",
+    )
+    p.add_argument(
+        "--targets",
+        type=float,
+        nargs="+",
+        default=[0.3, 0.5, 0.7, 0.9],
+        metavar="S",
+        help="--random only: the speedups the thresholds aim at",
+    )
+    p.add_argument("--task", default="sst2", help="--random only: the GLUE task of the heads and texts")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=["early_exit", "cascade"],
+        metavar="METHOD",
+        help="--random only: the methods built",
+    )
+    cli.add_threads(p)
+    return p
 
 
 def random_classifiers(
@@ -302,33 +315,36 @@ def throughput_table(clf: AdaptiveClassifier, texts, batch_sizes, rounds) -> Non
     )
 
 
-def main() -> None:
-    if any(a in ("-h", "--help") for a in sys.argv[1:]):
-        print(__doc__)
-        return
-    path, random_model, opts = parse(sys.argv[1:])
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_command(build_parser(), run, argv, errors=())
+
+
+def run(args) -> None:
+    if (args.source is None) == (args.random is None):
+        raise cli.UsageError("give a run dir / .ckpt, or --random minilm_l6 (see --help)")
     import transformers
 
     transformers.logging.set_verbosity_error()  # keep the table readable (load reports, bars)
     transformers.utils.logging.disable_progress_bar()
-    batch_sizes = as_list(opts["batch_sizes"], int)
-    thresholds = as_list(opts["thresholds"], float)
-    targets = as_list(opts["targets"], float)
-    rounds = int(opts["rounds"])
-    if opts["threads"]:
-        torch.set_num_threads(int(opts["threads"]))
-    if random_model:
-        classifiers = random_classifiers(random_model, opts["task"], as_list(opts["methods"]), opts["policy"])
-        label = f"--random {random_model} (pretrained backbone, untrained exit heads)"
+    batch_sizes, thresholds, targets, rounds = (
+        args.batch_sizes,
+        args.thresholds or [],
+        args.targets,
+        args.rounds,
+    )
+    cli.set_threads(args)
+    if args.random:
+        classifiers = random_classifiers(args.random, args.task, args.methods, args.policy)
+        label = f"--random {args.random} (pretrained backbone, untrained exit heads)"
     else:
-        clf = AdaptiveClassifier.from_checkpoint(path, policy=opts["policy"] or None)
+        clf = AdaptiveClassifier.from_checkpoint(args.source, policy=args.policy or None)
         classifiers = {clf.module.method: clf}
-        label = str(path)
+        label = str(args.source)
         if not thresholds:  # the run's curve: the policy's default thresholds
             logits_shape = (len(clf.exit_layers), clf.task.num_labels)
             thresholds = clf.policy.default_thresholds(logits_shape[0], logits_shape[1]).tolist()
     first = next(iter(classifiers.values()))
-    texts, text_source = bench_texts(first.task, int(opts["num_examples"]))
+    texts, text_source = bench_texts(first.task, args.num_examples)
     mean_tokens = np.mean([len(e["input_ids"]) for e in first.tokenize(texts)])
     cpu = platform.processor() or platform.machine()
     try:
@@ -351,4 +367,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,7 +16,6 @@ The config keys: optimizer.foreach and optimizer.fused (conf/train.yaml; null = 
 
 from __future__ import annotations
 
-import argparse
 import random
 import statistics
 import sys
@@ -28,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import compose, header  # noqa: E402
+from sweet_lightning import cli  # noqa: E402
 
 VARIANTS = {
     "single": {"foreach": False, "fused": False},
@@ -80,17 +80,27 @@ def max_abs_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> cli.Parser:
+    p = cli.parser("python benchmarks/optimizer.py", __doc__)
     p.add_argument("--model", default="minilm_l6", help="a conf/model name")
-    p.add_argument("--modules", default="early_exit,cascade", help="methods whose parameters are stepped")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument(
+        "--modules",
+        default="early_exit,cascade",
+        help="methods whose parameters are stepped, comma-separated",
+    )
+    p.add_argument("--steps", type=cli.count(1), default=20, help="timed optimizer steps per variant")
+    p.add_argument("--lr", type=float, default=2e-5, help="AdamW learning rate")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    cli.add_threads(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_command(build_parser(), run, argv, errors=())
+
+
+def run(args) -> None:
+    cli.set_threads(args)
     print(header())
     for method in args.modules.split(","):
         params = module_parameters(args.model, method)
@@ -111,4 +121,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

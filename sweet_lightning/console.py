@@ -71,9 +71,9 @@ def end_of_run(results: dict, run_dir: Path) -> str:
         f"AUC          {_score(ev['auc'])} ({ev['policy']} policy, speedup {lo:g}..{hi:g}, "
         f"covered {ev['auc_coverage']:.0%})",
         f"at speedup   {at}",
-        f"re-evaluate  python -m sweet_lightning.evaluate {path} exit_policy=entropy",
-        f"predict      python -m sweet_lightning.predict {path} input=texts.tsv target_speedup=0.5 "
-        "output=preds.jsonl",
+        f"re-evaluate  python -m sweet_lightning.evaluate {path} --exit-policy entropy",
+        f"predict      python -m sweet_lightning.predict {path} --input texts.tsv --target-speedup 0.5 "
+        "--output preds.jsonl",
     ]
     collapsed = [str(c["exit"]) for c in results.get("collapsed_exits") or () if c["split"] == split]
     if collapsed:

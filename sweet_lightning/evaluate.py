@@ -1,17 +1,20 @@
 """Re-evaluate a finished run from its saved logits — no model is run.
 
-    python -m sweet_lightning.evaluate <run_dir> [exit_policy=patience] [calibration=dev]
-        [thresholds=[0.5,0.9]] [num_thresholds=11] [speedup_points=[0.25,0.5]]
-    python -m sweet_lightning.evaluate <sweep_dir> [<dir> ...] exit_policy=patience
+    python -m sweet_lightning.evaluate <run_dir> [--exit-policy patience] [--calibration dev]
+        [--thresholds 0.5 0.9] [--num-thresholds 11] [--speedup-points 0.25 0.5]
+    python -m sweet_lightning.evaluate <sweep_dir> [<dir> ...] --exit-policy patience
 
 Writes `<run_dir>/evaluation_<policy>.json` (same format as results.json's "evaluation") and
 prints the curve; given a sweep (or several folders), every run dir below them is re-evaluated,
 with a progress bar on a terminal, and one line per run is printed. Temperatures are refitted on the calibration split's saved logits
-(`logits_calibration.npz`) or, with calibration=dev, on the primary dev split.
+(`logits_calibration.npz`) or, with --calibration dev, on the primary dev split.
+The older spelling `exit_policy=patience` still works (deprecated; docs/cli.md).
 """
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import json
 import sys
 import zipfile
@@ -20,11 +23,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from sweet_lightning import cli
 from sweet_lightning.evaluation.callback import CALIBRATION_SPLIT, AdaptiveEvaluation
+from sweet_lightning.evaluation.policies import POLICIES
 from sweet_lightning.tasks import get_task
 
 RUN_KEYS = ("task", "exit_layers", "num_layers", "kind")  # what RunView reads
-KEYS = {"exit_policy", "calibration", "thresholds", "num_thresholds", "speedup_points", "policy_kwargs"}
+KEYS = ("exit_policy", "calibration", "thresholds", "num_thresholds", "speedup_points", "policy_kwargs")
 
 
 class RunView:
@@ -54,19 +59,59 @@ def load_outputs(run_dir: Path, results: dict) -> dict[str, dict[str, np.ndarray
     return outputs
 
 
-def parse_args(argv: list[str]) -> tuple[list[Path], dict]:
-    if not argv or "=" in argv[0]:
-        raise ValueError("usage: python -m sweet_lightning.evaluate <run_dir> [exit_policy=...] [calibration=...]")
-    paths = [Path(arg) for arg in argv if "=" not in arg]
-    opts = {}
-    for arg in argv[1:]:
-        key, sep, value = arg.partition("=")
-        if not sep:
-            continue
-        if key not in KEYS:
-            raise ValueError(f"unknown argument {arg!r}: use key=value with key in {', '.join(sorted(KEYS))}.")
-        opts[key] = yaml.safe_load(value)
-    return paths, opts
+def _mapping(text: str) -> dict:
+    value = yaml.safe_load(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a YAML mapping, e.g. '{{patience: 2}}'")
+    return value
+
+
+def build_parser() -> cli.Parser:
+    # the settings' defaults are the callback's own, so --help and training cannot disagree
+    default = {k: v.default for k, v in inspect.signature(AdaptiveEvaluation).parameters.items()}
+    p = cli.parser("python -m sweet_lightning.evaluate", __doc__, key_values=True)
+    cli.add_run_dirs(
+        p, "run_dirs", nargs="+", help="run directories, or sweep folders: every run dir below them"
+    )
+    p.add_argument(
+        "--exit-policy",
+        metavar="NAME",
+        help=f"exit policy: {', '.join(POLICIES)} (default: {default['policy']})",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="SPLIT",
+        help="where temperatures are fitted: train_holdout or dev (default: what the run used; dev "
+        "when it saved no hold-out logits)",
+    )
+    p.add_argument(
+        "--thresholds",
+        type=float,
+        nargs="+",
+        metavar="T",
+        help="the curve's thresholds (default: --num-thresholds spread over the policy's range)",
+    )
+    p.add_argument(
+        "--num-thresholds",
+        type=int,
+        metavar="N",
+        help=f"thresholds of the default curve (default: {default['num_thresholds']})",
+    )
+    p.add_argument(
+        "--speedup-points",
+        type=float,
+        nargs="+",
+        metavar="S",
+        help="speedups the curve is read at (default: 1/L, 1/4, 1/2, 3/4, 1; L = layers)",
+    )
+    p.add_argument(
+        "--policy-kwargs",
+        type=_mapping,
+        metavar="YAML",
+        help="the policy's own settings as a YAML mapping, e.g. '{patience: 2}' (default: none)",
+    )
+    cli.add_progress(p)
+    return p
 
 
 def build_evaluation(opts: dict, calibration: str) -> AdaptiveEvaluation:
@@ -108,7 +153,7 @@ def evaluate_run(run_dir: Path, **opts) -> dict[str, dict]:
     return report
 
 
-def evaluate_many(roots: list[Path], opts: dict) -> int:
+def evaluate_many(roots: list[Path], opts: dict, disable: bool | None = None) -> int:
     """Re-evaluate every run dir under `roots`; a run that cannot be evaluated is listed, not fatal."""
     from tqdm import tqdm
 
@@ -122,7 +167,7 @@ def evaluate_many(roots: list[Path], opts: dict) -> int:
                                 "give run or sweep directories written by launch.py.")
     lines, failed = [], 0
     # disable=None: no bar when stderr is not a terminal
-    for run_dir in tqdm(run_dirs, desc="evaluate", unit="run", disable=None):
+    for run_dir in tqdm(run_dirs, desc="evaluate", unit="run", disable=disable):
         try:
             report = evaluate_run(run_dir, **opts)
         except (ValueError, FileNotFoundError) as err:
@@ -137,16 +182,13 @@ def evaluate_many(roots: list[Path], opts: dict) -> int:
     return 0 if failed < len(run_dirs) else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        paths, opts = parse_args(sys.argv[1:] if argv is None else argv)
-        if len(paths) > 1 or not (paths[0] / "results.json").exists():
-            return evaluate_many(paths, opts)
-        run_dir = paths[0]
-        report = evaluate_run(run_dir, **opts)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> int:
+    opts = {key: getattr(args, key) for key in KEYS if getattr(args, key) is not None}
+    paths = args.run_dirs
+    if len(paths) > 1 or not (paths[0] / "results.json").exists():
+        return evaluate_many(paths, opts, cli.progress_disabled(args))
+    run_dir = paths[0]
+    report = evaluate_run(run_dir, **opts)
     for split, res in report.items():
         print(f"{split}: policy={res['policy']} AUC={res['auc']:.4f} over {res['auc_interval']}")
         print(f"  {'threshold':>10} {'speedup':>8} {'score':>7}")
@@ -154,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {p['threshold']:>10.4f} {p['speedup']:>8.4f} {p['score']:>7.4f}")
     print(f"written: {run_dir / ('evaluation_' + next(iter(report.values()))['policy'] + '.json')}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_command(build_parser(), run, argv, errors=(ValueError, FileNotFoundError))
 
 
 if __name__ == "__main__":

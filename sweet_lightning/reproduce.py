@@ -13,11 +13,14 @@ reductions depend on the number of threads (results.json records it under `envir
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from sweet_lightning import cli
 
 VARYING = ("train_time_s",)
 
@@ -72,16 +75,15 @@ def differences(a: Path, b: Path) -> list[str]:
     return found
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: python -m sweet_lightning.reproduce RUN_DIR_A RUN_DIR_B", file=sys.stderr)
-        return 2
-    try:
-        found = differences(Path(args[0]), Path(args[1]))
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def build_parser() -> cli.Parser:
+    p = cli.parser("python -m sweet_lightning.reproduce", __doc__)
+    cli.add_run_dirs(p, "run_dir_a", help="the first run directory")
+    cli.add_run_dirs(p, "run_dir_b", help="the second run directory, from the same command")
+    return p
+
+
+def compare(args: argparse.Namespace) -> int:
+    found = differences(args.run_dir_a, args.run_dir_b)
     if not found:
         print("identical: every logits array bit for bit, and results.json (times and run dir aside)")
         return 0
@@ -89,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     for line in found[:50]:
         print(f"  {line}")
     return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.run_command(build_parser(), compare, argv, errors=(FileNotFoundError,))
 
 
 if __name__ == "__main__":

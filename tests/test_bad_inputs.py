@@ -300,16 +300,16 @@ def test_predict_binary_or_non_utf8_input_names_the_file(
 @pytest.mark.parametrize(
     ("case", "needle"),
     [
-        ("two_paths", "give exactly one run dir or .ckpt"),
-        ("no_input", "missing input=<file>"),
-        ("bad_bool", "bf16=maybe: use bf16=true or bf16=false"),
-        ("bad_int", "batch_size=many is not a valid int"),
+        ("two_paths", "unrecognized arguments"),
+        ("no_input", "the following arguments are required: --input"),
+        ("bad_bool", "bf16=maybe: use --bf16 or --no-bf16"),
+        ("bad_int", "argument --batch-size: 'many' is not an integer"),
         ("no_such_input", "does not exist"),
         ("jsonl_not_object", "line 1 is not a JSON object"),
         ("jsonl_missing_value", "row 2 has no value for sentence2"),
         ("not_ours", "has no sweet_lightning hyperparameters"),
-        ("zero_length", "max_length=0 must be >= 1"),
-        ("zero_batch", "batch_size=0 must be >= 1"),
+        ("zero_length", "argument --max-length: 0 must be >= 1"),
+        ("zero_batch", "argument --batch-size: 0 must be >= 1"),
         ("too_long", "max_length=600 is more than the 512 positions of this model"),
     ],
 )
@@ -417,7 +417,7 @@ def test_evaluate_corrupt_run_file_names_it(tmp_path, capsys, file, content, nee
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        ([], "usage: python -m sweet_lightning.evaluate <run_dir>"),
+        ([], "the following arguments are required: RUN_DIRS"),
         (["status=failed"], "has no saved logits (status: failed)"),
     ],
 )

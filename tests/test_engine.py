@@ -560,7 +560,7 @@ def test_predict_cli_as_a_module(modules, checkpoints, tmp_path):
         ("unknown_checkpoint", "no run dir or checkpoint at"),
         ("not_a_checkpoint", "not a readable Lightning checkpoint"),
         ("bad_extension", "use a .tsv, .csv or .jsonl"),
-        ("no_threshold", "exactly one of threshold"),
+        ("no_threshold", "one of the arguments --threshold --target-speedup --target-drop is required"),
         ("unknown_option", "unknown option 'treshold'"),
         ("bad_threshold", "threshold must lie in [0, 1]"),
     ],

@@ -53,7 +53,7 @@ def test_calibration_dev_fits_on_dev(tmp_path):
         (["exit_policy=confidence", "thresholds=[1.5]"], "threshold"),
         (["exit_policy=patience", "thresholds=[0]"], "patience"),
         (["calibration=test"], "calibration=train_holdout or calibration=dev"),
-        (["colour=red"], "unknown argument"),
+        (["colour=red"], "unknown option 'colour'"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, message):

@@ -283,19 +283,23 @@ def test_cli_end_to_end_writes_json_and_heatmaps(tmp_path, glue_path):
         assert entry["layers"]["1"]["pairs"]["C1-C2"] == NO_GRADIENT  # default method: SWEET
 
 
-def test_cli_reports_bad_requests_in_one_line(monkeypatch, tmp_path):
+def test_cli_reports_bad_requests_in_one_line(monkeypatch, tmp_path, capsys):
     from sweet_lightning.analysis.gradients import main
 
     for args, message in [
         (["steps=-1"], "error: steps=-1 must be an integer >= 0"),
+        (["--steps", "-1"], "error: steps=-1 must be an integer >= 0"),  # the flag is the same key
         (["batches=0"], "error: batches=0 must be an integer >= 1"),
         (
             ["model=tiny_bert", "model.exit_layers=[4]"],
             "error: model.exit_layers=[4] has a single classifier",
         ),
         (["task=glue/nope"], "error: Unknown task 'glue/nope'"),
+        (["--colour=red"], "error: unrecognized arguments: --colour=red; valid options: --steps, --batches"),
     ]:
-        monkeypatch.setattr(sys, "argv", ["gradients", *args, f"output_dir={tmp_path}"])
+        monkeypatch.setattr(sys, "argv", ["gradients"])
         with pytest.raises(SystemExit) as exit_info:
-            main()
-        assert str(exit_info.value.code).startswith(message) and "\n" not in str(exit_info.value.code)
+            main([*args, f"output_dir={tmp_path}"])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "Traceback" not in err
+        assert err.strip().splitlines()[-1].startswith(message), err

@@ -193,8 +193,8 @@ def test_end_of_run_block_names_the_run_its_scores_and_commands(tmp_path):
     assert f"run dir      {tmp_path}" in block
     assert "  ".join(f"L{e['layer']} {e['score']:.4f}" for e in ev["exits"]) in block
     assert f"AUC          {ev['auc']:.4f}" in block
-    assert f"python -m sweet_lightning.evaluate {tmp_path} exit_policy=" in block
-    assert f"python -m sweet_lightning.predict {tmp_path} input=texts.tsv target_speedup=0.5" in block
+    assert f"python -m sweet_lightning.evaluate {tmp_path} --exit-policy " in block
+    assert f"python -m sweet_lightning.predict {tmp_path} --input texts.tsv --target-speedup 0.5" in block
 
 
 @pytest.mark.slow

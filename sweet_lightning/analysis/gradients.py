@@ -6,9 +6,12 @@ feed-forward matrix, and compare each pair of classifiers by the cosine similari
 two gradient matrices row by row, averaged over rows. Near 0 = orthogonal updates
 (conflict), near 1 = aligned.
 
-    python -m sweet_lightning.analysis.gradients method=early_exit task=glue/mnli model=bert_base steps=400
+    python -m sweet_lightning.analysis.gradients method=early_exit task=glue/mnli model=bert_base --steps 400
     python -m sweet_lightning.analysis.gradients method=sweet task=glue/rte model=minilm_l6 \\
-        steps=100 batches=2
+        --steps 100 --batches 2
+
+Positional `key=value` arguments are launch.py overrides (any key of a training run); the options
+below are the analysis's own keys (conf/analysis_gradients.yaml), also accepted as `steps=400`.
 
 The functions here are pure measurements on a module and a batch; fine-tuning, files and
 logging live in `gradients_run.py`, the heatmap and table in `heatmap.py`.
@@ -229,14 +232,55 @@ def batch_report(
     return report
 
 
-def main() -> None:
+OWN_KEYS = ("steps", "batches", "train_size", "output_dir")  # conf/analysis_gradients.yaml's own
+
+
+def own_options() -> dict[str, tuple[str, str]]:
+    """key -> (default, meaning) from conf/analysis_gradients.yaml (`key: value  # meaning`), so the
+    help cannot drift from the config."""
+    out = {}
+    for line in (CONF_DIR / "analysis_gradients.yaml").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in OWN_KEYS:
+            value, _, meaning = rest.partition("#")
+            out[key] = (value.strip(), meaning.strip())
+    return out
+
+
+def build_parser():
+    from sweet_lightning import cli
+
+    p = cli.parser("python -m sweet_lightning.analysis.gradients", __doc__)
+    for key, (default, meaning) in own_options().items():
+        p.add_argument(
+            f"--{key.replace('_', '-')}", metavar=key.upper(), help=f"{meaning} (default: {default})"
+        )
+    p.add_argument(
+        "-m",
+        "--multirun",
+        action="store_true",
+        help="one job per combination of comma-separated override values, as launch.py -m",
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="launch.py overrides: method=, task=, model=, lr=, seed=, trainer=cpu, logger=csv, ...",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
     """CLI entry: expand `task=glue/*`-style overrides, then run the Hydra job."""
-    from sweet_lightning.cli import OverrideError, expand_overrides
+    from sweet_lightning import cli
 
     try:
-        args = expand_overrides(sys.argv[1:], config="analysis_gradients")
-    except OverrideError as err:
-        sys.exit(f"error: {err}")
+        parsed = build_parser().parse_args(argv)
+        flags = [f"{k}={getattr(parsed, k)}" for k in OWN_KEYS if getattr(parsed, k, None) is not None]
+        multirun = ["-m"] if parsed.multirun else []
+        args = cli.expand_overrides([*multirun, *parsed.overrides, *flags], config="analysis_gradients")
+    except (cli.UsageError, cli.OverrideError) as err:
+        sys.exit(cli.fail(err))
     # output_dir=X also becomes Hydra's run dir, so the composed config is saved next to the results
     given = dict(a.lstrip("+").split("=", 1) for a in args if "=" in a and not a.startswith("-"))
     if given.get("output_dir") not in (None, "", "null") and "hydra.run.dir" not in given:
@@ -261,7 +305,9 @@ def _hydra_job() -> None:
 
     job()
     if errors:
-        sys.exit(f"error: {errors[0]}")
+        from sweet_lightning.cli import fail
+
+        sys.exit(fail(errors[0]))
 
 
 if __name__ == "__main__":

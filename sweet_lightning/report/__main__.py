@@ -14,55 +14,90 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from sweet_lightning import cli
+
 from .build import summary_line, write_report
 from .collect import find_run_dirs, load_run
 from .mixing import mixed_config_problems
 from .selection import SELECT_ON, unselectable
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m sweet_lightning.report", description=__doc__.split("\n")[0])
-    parser.add_argument("sweeps", nargs="+", type=Path, help="sweep (Hydra multirun) or run directories")
-    parser.add_argument("--out", type=Path, default=Path("report"), help="output directory (default: report/)")
-    parser.add_argument("--allow-mixed", action="store_true",
-                        help="average runs even if their configurations differ (listed as a warning)")
-    parser.add_argument("--select-lr-on", choices=SELECT_ON, default="calibration",
-                        help="split whose mean AUC over seeds chooses each lr: calibration (default: the hold-out, "
-                             "never reported) or dev (paper App. A: the reported split itself)")
-    parser.add_argument("--speedups", type=float, nargs="+", default=None,
-                        help="fixed speedups to read curves at (default: 1/L_M, 1/4, 1/2, 3/4, 1 [, 11/8, 7/4])")
-    parser.add_argument("--wandb", nargs="?", const="offline", choices=["offline", "online"], default=None,
-                        help="also log the tables and figures as a W&B run (job type report); offline unless "
-                             "'--wandb online' (docs/wandb.md)")
-    return parser.parse_args(argv)
+def build_parser() -> cli.Parser:
+    p = cli.parser("python -m sweet_lightning.report", __doc__)
+    cli.add_run_dirs(p, "sweeps", nargs="+", help="sweep (Hydra multirun) or run directories")
+    p.add_argument("--out", type=Path, default=Path("report"), metavar="DIR", help="output directory")
+    p.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="average runs even if their configurations differ (listed as a warning)",
+    )
+    p.add_argument(
+        "--select-lr-on",
+        choices=SELECT_ON,
+        default="calibration",
+        help="split whose mean AUC over seeds chooses each lr: calibration (the hold-out, never "
+        "reported) or dev (paper App. A: the reported split itself)",
+    )
+    p.add_argument(
+        "--speedups",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="S",
+        help="fixed speedups to read curves at (default: 1/L_M, 1/4, 1/2, 3/4, 1 [, 11/8, 7/4])",
+    )
+    p.add_argument(
+        "--wandb",
+        nargs="?",
+        const="offline",
+        choices=["offline", "online"],
+        default=None,
+        help="also log the tables and figures as a W&B run (job type report); offline unless "
+        "'--wandb online' (default: no W&B run; docs/wandb.md)",
+    )
+    cli.add_progress(p)
+    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    return cli.run_command(build_parser(), report, argv, errors=())
+
+
+def report(args: argparse.Namespace) -> int:
     absent = [str(p) for p in args.sweeps if not p.is_dir()]
     if absent:
         print(f"report: not a directory: {', '.join(absent)}", file=sys.stderr)
         return 2
     run_dirs = find_run_dirs(args.sweeps)
     if not run_dirs:
-        print(f"report: no run directory (results.json or .hydra/) under {', '.join(map(str, args.sweeps))}",
-              file=sys.stderr)
+        print(
+            f"report: no run directory (results.json or .hydra/) under {', '.join(map(str, args.sweeps))}",
+            file=sys.stderr,
+        )
         return 2
-    # disable=None: no bar when stderr is not a terminal (CI logs, redirected output)
-    runs = [load_run(path) for path in tqdm(run_dirs, desc="runs", unit="run", disable=None)]
+    bar = tqdm(run_dirs, desc="runs", unit="run", disable=cli.progress_disabled(args))
+    runs = [load_run(path) for path in bar]
     print(f"report: {summary_line(runs)}", file=sys.stderr)
     problems = mixed_config_problems(runs)
     if problems and not args.allow_mixed:
-        print(f"report: refusing to average mixed configurations: {'; '.join(problems)} "
-              "(rerun with --allow-mixed to average anyway)", file=sys.stderr)
+        print(
+            f"report: refusing to average mixed configurations: {'; '.join(problems)} "
+            "(rerun with --allow-mixed to average anyway)",
+            file=sys.stderr,
+        )
         return 2
     lacking = unselectable(runs, args.select_lr_on)
     if lacking:
-        print(f"report: {len(lacking)} completed run(s) have no AUC on the calibration hold-out to select lrs on "
-              f"(trained with calibration=dev, or before it was recorded), e.g. {lacking[0].path}; "
-              "rerun with --select-lr-on dev to select on dev (paper App. A)", file=sys.stderr)
+        print(
+            f"report: {len(lacking)} completed run(s) have no AUC on the calibration hold-out to select lrs on "
+            f"(trained with calibration=dev, or before it was recorded), e.g. {lacking[0].path}; "
+            "rerun with --select-lr-on dev to select on dev (paper App. A)",
+            file=sys.stderr,
+        )
         return 2
-    written = write_report(runs, args.out, args.sweeps, args.speedups, mixed=problems, select_on=args.select_lr_on)
+    written = write_report(
+        runs, args.out, args.sweeps, args.speedups, mixed=problems, select_on=args.select_lr_on
+    )
     print(f"report: wrote {len(written)} files to {args.out}/ (see {written[0]})", file=sys.stderr)
     if args.wandb:
         from sweet_lightning.wandb_logging import log_report
