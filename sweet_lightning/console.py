@@ -10,6 +10,8 @@ import shlex
 import warnings
 from pathlib import Path
 
+from sweet_lightning.run_record import RunRecord
+
 # Lightning advertises its cloud products on every Trainer: litlogger (loggers) and litmodels (checkpoints)
 PROMOTION = re.compile(r"💡 Tip: .*\[(litlogger|litmodels)\]")
 LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
@@ -54,12 +56,12 @@ def _score(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def end_of_run(results: dict, run_dir: Path) -> str:
-    """The block printed when a run ends (results.json's numbers on the primary split)."""
-    split = results.get("primary_split")
-    if split not in results.get("evaluation", {}):  # no evaluation split: nothing to score
+def end_of_run(record: RunRecord, run_dir: Path) -> str:
+    """The block printed when a run ends (the run record's numbers on the primary split)."""
+    split = record.primary_split
+    if split not in record.evaluation:  # no evaluation split: nothing to score
         return f"run finished\n  run dir      {run_dir}"
-    ev = results["evaluation"][split]
+    ev = record.evaluation[split]
     exits = "  ".join(f"L{e['layer']} {_score(e['score'])}" for e in ev["exits"])
     points = ev["at_speedup"]
     at = "  ".join(f"{float(p):g}: {_score(s)}" for p, s in points.items())
@@ -75,7 +77,7 @@ def end_of_run(results: dict, run_dir: Path) -> str:
         f"predict      python -m sweet_lightning.predict {path} --input texts.tsv --target-speedup 0.5 "
         "--output preds.jsonl",
     ]
-    collapsed = [str(c["exit"]) for c in results.get("collapsed_exits") or () if c["split"] == split]
+    collapsed = [str(c["exit"]) for c in record.collapsed_exits or () if c["split"] == split]
     if collapsed:
         lines.insert(2, f"collapsed    exits {', '.join(collapsed)} did not learn (see the warnings above)")
     return "run finished\n" + "\n".join("  " + line for line in lines)

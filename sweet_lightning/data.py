@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, SequentialSampler
 from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from sweet_lightning.batching import MEGA_BATCHES, LengthGroupedBatchSampler, LengthOrdered, token_lengths
+from sweet_lightning.run_record import CALIBRATION_SPLIT
 from sweet_lightning.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
@@ -398,7 +399,7 @@ class GlueDataModule(L.LightningDataModule):
         The calibration split is evaluated with the others so temperatures can be fitted on it
         every validation epoch.
         """
-        return self.eval_split_names + (["calibration"] if self.calibration_dataset is not None else [])
+        return self.eval_split_names + ([CALIBRATION_SPLIT] if self.calibration_dataset is not None else [])
 
     def val_dataloader(self) -> list[DataLoader]:
         loaders = [self.eval_dataloader(split) for split in self.eval_split_names]
@@ -420,7 +421,7 @@ class GlueDataModule(L.LightningDataModule):
 
     def _eval_loader(self, dataset: datasets.Dataset | None) -> DataLoader:
         # longest rows first: batches pad to similar lengths; the rows' outputs go back to dataset
-        # order in AdaptiveModule.finalize_eval, which reads the view's `order`
+        # order in AdaptiveModule.take_eval_outputs, which reads the view's `order`
         if dataset is not None and self.sort_eval_by_length:
             dataset = LengthOrdered(dataset)
         return self._loader(dataset, self.eval_batch_size)

@@ -17,46 +17,16 @@ import argparse
 import inspect
 import json
 import sys
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from sweet_lightning import cli
-from sweet_lightning.evaluation.callback import CALIBRATION_SPLIT, AdaptiveEvaluation
+from sweet_lightning.evaluation.callback import AdaptiveEvaluation
 from sweet_lightning.evaluation.policies import POLICIES
-from sweet_lightning.tasks import get_task
+from sweet_lightning.run_record import CALIBRATION_SPLIT, RunRecord, logits_file
 
-RUN_KEYS = ("task", "exit_layers", "num_layers", "kind")  # what RunView reads
 KEYS = ("exit_policy", "calibration", "thresholds", "num_thresholds", "speedup_points", "policy_kwargs")
-
-
-class RunView:
-    """Just enough of a trained module for AdaptiveEvaluation.evaluate: read from results.json."""
-
-    def __init__(self, results: dict):
-        self.task = get_task(results["task"])
-        self.exit_layers = results["exit_layers"]
-        self.num_layers = results["num_layers"]
-        self.kind = results["kind"]
-
-
-def load_outputs(run_dir: Path, results: dict) -> dict[str, dict[str, np.ndarray]]:
-    outputs = {}
-    names = list(results.get("splits", {}))
-    if (run_dir / f"logits_{CALIBRATION_SPLIT}.npz").exists():
-        names.append(CALIBRATION_SPLIT)
-    for split in names:
-        path = run_dir / f"logits_{split}.npz"
-        if not path.exists():
-            raise FileNotFoundError(f"{path} is missing: this run saved no logits for {split!r}; re-run training.")
-        try:
-            with np.load(path) as data:
-                outputs[split] = {k: data[k] for k in data.files}
-        except (OSError, ValueError, zipfile.BadZipFile) as err:  # truncated or overwritten file
-            raise ValueError(f"{path} is not a readable logits file ({type(err).__name__}); re-run training.") from err
-    return outputs
 
 
 def _mapping(text: str) -> dict:
@@ -127,27 +97,18 @@ def build_evaluation(opts: dict, calibration: str) -> AdaptiveEvaluation:
 
 
 def evaluate_run(run_dir: Path, **opts) -> dict[str, dict]:
-    results_path = run_dir / "results.json"
-    if not results_path.exists():
-        raise FileNotFoundError(f"{results_path} not found: give a run directory written by launch.py.")
-    try:
-        results = json.loads(results_path.read_text())
-    except ValueError as err:  # a truncated or overwritten file; bytes that are not UTF-8 land here too
-        reason = str(err) if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
-        raise ValueError(f"{results_path} is not valid JSON ({reason}); re-run training.") from err
-    missing = [k for k in RUN_KEYS if k not in results] if isinstance(results, dict) else list(RUN_KEYS)
-    if missing:
-        raise ValueError(f"{results_path} is not a results.json written by launch.py (no {', '.join(missing)}).")
-    if not results.get("splits"):
-        raise ValueError(f"{run_dir} has no saved logits (status: {results.get('status', '?')}); re-run training.")
-    outputs = load_outputs(run_dir, results)
-    calibration = opts.get("calibration", results.get("calibration", {}).get("source", "train_holdout"))
+    record = RunRecord.load(run_dir)  # FileNotFoundError, or a RecordError (a ValueError) naming the file
+    spec = record.eval_spec()
+    if not record.splits:
+        raise ValueError(f"{run_dir} has no saved logits (status: {record.status}); re-run training.")
+    outputs = record.saved_logits(run_dir)
+    calibration = opts.get("calibration", (record.calibration or {}).get("source", "train_holdout"))
     if calibration == "train_holdout" and CALIBRATION_SPLIT not in outputs:
-        print(f"warning: {run_dir} has no logits_{CALIBRATION_SPLIT}.npz: temperatures are fitted on dev "
+        print(f"warning: {run_dir} has no {logits_file(CALIBRATION_SPLIT)}: temperatures are fitted on dev "
               "(calibration=dev)", file=sys.stderr)
         calibration = "dev"
     evaluation = build_evaluation(opts, calibration)
-    report = evaluation.evaluate(RunView(results), outputs)
+    report = evaluation.evaluate(spec, outputs)
     out = run_dir / f"evaluation_{evaluation.policy}.json"
     out.write_text(json.dumps(report, indent=2))
     return report

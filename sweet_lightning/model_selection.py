@@ -97,8 +97,8 @@ class ModelSelection(L.Callback):
                 best = epoch
         return best
 
-    def evaluated_already(self, trainer: L.Trainer, module: L.LightningModule) -> bool:
-        """Whether the module's latest evaluation outputs are those of the reported weights: the
+    def evaluated_already(self, trainer: L.Trainer, outputs: dict) -> bool:
+        """Whether the evaluation callback's latest outputs are those of the reported weights: the
         chosen epoch is the last one validated, in this process, after the fit's last optimizer step
         (not so when max_steps stopped an epoch short, or a resumed fit trained nothing). Then the
         final evaluation would recompute the same logits bit for bit: on QNLI, a third of all the
@@ -108,7 +108,7 @@ class ModelSelection(L.Callback):
             chosen is not None
             and chosen == max(self.per_epoch)
             and self.validated_step == trainer.global_step
-            and bool(getattr(module, "eval_outputs", None))
+            and bool(outputs)
         )
 
     def final_weights(self, trainer: L.Trainer, module: L.LightningModule) -> str | None:

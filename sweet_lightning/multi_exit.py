@@ -14,20 +14,13 @@ import torch
 from torch import nn
 
 from sweet_lightning.backbone import LayerContext, SegmentedEncoder
+from sweet_lightning.evaluation import checks as evaluation_checks
 from sweet_lightning.heads import ExitHead, Pooler
 
 
 def check_exit_layers(exit_layers: Sequence[int], num_layers: int) -> list[int]:
-    layers = [int(x) for x in exit_layers]
-    if not layers:
-        raise ValueError("model.exit_layers is empty: give at least one layer, e.g. model.exit_layers=[1,2,3,6].")
-    if any(b <= a for a, b in zip(layers, layers[1:], strict=False)):
-        raise ValueError(f"model.exit_layers={layers} must be strictly increasing, e.g. [1,4,6,12].")
-    if layers[0] < 1 or layers[-1] > num_layers:
-        raise ValueError(
-            f"model.exit_layers={layers} out of range: this backbone has layers 1..{num_layers}."
-        )
-    return layers
+    """model.exit_layers as a list, checked by the one exit-layer check (evaluation.checks)."""
+    return evaluation_checks.check_exit_layers(exit_layers, num_layers, key="model.exit_layers").tolist()
 
 
 class _ScaleGradient(torch.autograd.Function):

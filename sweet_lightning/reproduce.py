@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sweet_lightning import cli
+from sweet_lightning.run_record import RESULTS_FILE, logits_file
 
 VARYING = ("train_time_s",)
 
@@ -48,12 +49,12 @@ def _paths(tree, prefix: str = "") -> dict[str, object]:
 def differences(a: Path, b: Path) -> list[str]:
     """What differs between two run dirs (empty: the same numbers)."""
     for run in (a, b):
-        if not (run / "results.json").exists():
+        if not (run / RESULTS_FILE).exists():
             raise FileNotFoundError(
-                f"{run / 'results.json'} not found: give two run directories written by launch.py."
+                f"{run / RESULTS_FILE} not found: give two run directories written by launch.py."
             )
     found = []
-    names = [sorted(p.name for p in run.glob("logits_*.npz")) for run in (a, b)]
+    names = [sorted(p.name for p in run.glob(logits_file("*"))) for run in (a, b)]
     if names[0] != names[1]:
         found.append(f"logits files: {names[0]} vs {names[1]}")
     for name in sorted(set(names[0]) & set(names[1])):
@@ -68,7 +69,7 @@ def differences(a: Path, b: Path) -> list[str]:
                 elif x[key].tobytes() != y[key].tobytes():
                     diff = np.abs(x[key].astype(np.float64) - y[key].astype(np.float64)).max()
                     found.append(f"{name}: {key} differs (max abs difference {diff:.3g})")
-    results = [_paths(normalised(json.loads((run / "results.json").read_text()), str(run))) for run in (a, b)]
+    results = [_paths(normalised(json.loads((run / RESULTS_FILE).read_text()), str(run))) for run in (a, b)]
     for key in sorted(set(results[0]) | set(results[1])):
         if results[0].get(key) != results[1].get(key):
             found.append(f"results.json {key}: {results[0].get(key)!r} vs {results[1].get(key)!r}")

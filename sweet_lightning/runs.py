@@ -31,9 +31,10 @@ from typing import Any
 from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf
 
+from sweet_lightning.run_record import COMPLETED, FAILED, INTERRUPTED, RunRecord
+
 log = logging.getLogger(__name__)
 
-COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
 # what a job did in one launch of a sweep (SweepSummary); only the first two leave a usable run
 SKIPPED, REFUSED = "skipped", "refused"
 OUTCOMES = (COMPLETED, SKIPPED, REFUSED, FAILED, INTERRUPTED)
@@ -65,13 +66,6 @@ def _refused(err: BaseException) -> bool:
     from sweet_lightning.runlock import RunDirLocked
 
     return isinstance(err, (RunDirConflict, RunDirLocked))
-
-
-def read_results(out: Path) -> dict | None:
-    try:
-        return json.loads((out / "results.json").read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _identity(config: dict) -> dict:
@@ -116,17 +110,17 @@ def completed_value(cfg: DictConfig, out: Path) -> float | None:
 
     Raises RunDirConflict when `out` holds a completed run of another configuration.
     """
-    previous = read_results(out)
-    if not previous or previous.get("status") != COMPLETED or cfg.get("redo"):
+    previous = RunRecord.read(out)
+    if previous is None or not previous.completed or cfg.get("redo"):
         return None
-    diff = config_diff(_identity(previous.get("config") or {}), _identity(resolved(cfg)))
+    diff = config_diff(_identity(previous.config or {}), _identity(resolved(cfg)))
     if diff:
         shown = ", ".join(diff[:8]) + (", ..." if len(diff) > 8 else "")
         raise RunDirConflict(
             f"{out} holds a completed run of another configuration (differs in: {shown}); "
             "re-launch into a new hydra.sweep.dir, or pass redo=true to overwrite it."
         )
-    value = (previous.get("metrics") or {}).get(cfg.get("optimized_metric"))
+    value = (previous.metrics or {}).get(cfg.get("optimized_metric"))
     log.info("skipping %s: completed already (redo=true runs it again)", out)
     return float(value) if value is not None else float("nan")
 
@@ -138,18 +132,21 @@ def record_failure(cfg: DictConfig, out: Path, err: BaseException) -> None:
 
     if rank_zero_only.rank != 0:  # DDP: rank 0 records, the other ranks die with it
         return
-    previous = read_results(out)
-    if previous and previous.get("status") == COMPLETED and not cfg.get("redo"):
+    if _keeps_completed_run(cfg, out):
         return
-    record = {
-        "status": FAILED,
-        "error": f"{type(err).__name__}: {err}",
-        "traceback": "".join(traceback.format_exception(err)),
-        "config": resolved(cfg),
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(record, indent=2, default=str))
-    log.error("run failed (%s); recorded in %s", record["error"], out / "results.json")
+    record = RunRecord(
+        status=FAILED,
+        error=f"{type(err).__name__}: {err}",
+        traceback="".join(traceback.format_exception(err)),
+        config=resolved(cfg),
+    )
+    log.error("run failed (%s); recorded in %s", record.error, record.save(out))
+
+
+def _keeps_completed_run(cfg: DictConfig, out: Path) -> bool:
+    """Whether `out` holds a completed run that this job was not asked to redo (never overwritten)."""
+    previous = RunRecord.read(out)
+    return previous is not None and previous.completed and not cfg.get("redo")
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
@@ -271,22 +268,20 @@ def record_interrupted(cfg: DictConfig, out: Path) -> None:
 
     if rank_zero_only.rank != 0:
         return
-    previous = read_results(out)
-    if previous and previous.get("status") == COMPLETED and not cfg.get("redo"):
+    if _keeps_completed_run(cfg, out):
         return
     ckpt = last_checkpoint(cfg)
-    record = {
-        "status": INTERRUPTED,
-        "error": "stopped by SIGTERM",
-        "checkpoint": str(ckpt) if ckpt else None,
-        "config": resolved(cfg),
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(record, indent=2, default=str))
-    record_outcome(out, INTERRUPTED, f"stopped by SIGTERM; last checkpoint: {record['checkpoint']}")
+    record = RunRecord(
+        status=INTERRUPTED,
+        error="stopped by SIGTERM",
+        checkpoint=str(ckpt) if ckpt else None,
+        config=resolved(cfg),
+    )
+    path = record.save(out)
+    record_outcome(out, INTERRUPTED, f"stopped by SIGTERM; last checkpoint: {record.checkpoint}")
     start = "the start (no epoch ended)" if ckpt is None else ckpt
     log.error(
-        "interrupted by SIGTERM: recorded in %s; resume=true continues from %s", out / "results.json", start
+        "interrupted by SIGTERM: recorded in %s; resume=true continues from %s", path, start
     )
 
 

@@ -1,20 +1,21 @@
-"""One training run: data, method, trainer from the Hydra config; then the final per-exit
-evaluation, saved as logits (`logits_<split>.npz`) and a summary (`results.json`).
+"""One training run: data, method, trainer from the Hydra config; then the final validation's
+per-exit logits (`logits_<split>.npz`) and its evaluation by the callback, saved as the run record
+(`results.json`, sweet_lightning.run_record).
 
 launch.py is a thin wrapper around `train(cfg)`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
+
+from sweet_lightning.run_record import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,8 @@ def _train(cfg: DictConfig) -> float:
 
     # recorded before validate(ckpt_path=...), which restores callback states from that checkpoint
     selection = selector.record(datamodule.eval_split_names[0])
-    if not selector.evaluated_already(trainer, module):  # else the outputs in hand are the final ones
+    # the last fit epoch's outputs may already be those of the reported weights: then they are final
+    if not selector.evaluated_already(trainer, evaluation.outputs):
         ckpt = selector.final_weights(trainer, module)
         trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
     if not trainer.is_global_zero:  # DDP: rank 0 writes the results (every rank holds the same)
@@ -253,91 +255,76 @@ def _train(cfg: DictConfig) -> float:
         # a study that keeps only its logits (experiment=cpu_repro): ~0.3-1 GB of weights per run
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         weights = None
-    results = write_results(cfg, module, datamodule, evaluation, out, train_time, weights, selection)
-    metric = cfg.get("optimized_metric")
-    value = results["metrics"].get(metric)
-    finish_run(trainer, results, out)
+    record = write_results(cfg, module, datamodule, evaluation, out, train_time, weights, selection)
+    value = record.metrics.get(cfg.get("optimized_metric"))
+    finish_run(trainer, record, out)
     return float(value) if value is not None else float("nan")
 
 
-def finish_run(trainer, results: dict, out: Path) -> None:
+def finish_run(trainer, record: RunRecord, out: Path) -> None:
     """End of a run: the final evaluation to W&B (when on) and the closing block on the console."""
     from sweet_lightning.console import end_of_run
     from sweet_lightning.wandb_logging import log_final
 
     try:
-        log_final(trainer.loggers, results, out)
+        log_final(trainer.loggers, record, out)
     except Exception as err:  # results.json is written: a W&B hiccup must not turn the run into a failure
         log.warning("W&B: the final evaluation was not logged (%s: %s)", type(err).__name__, err)
-    log.info("%s", end_of_run(results, out))
+    log.info("%s", end_of_run(record, out))
 
 
 def write_results(
     cfg, module, datamodule, evaluation, out: Path, train_time: float, ckpt: str | None, selection: dict
-) -> dict:
-    """Save each split's logits and write results.json (fields documented in README, "Outputs")."""
+) -> RunRecord:
+    """Save the final validation's logits and results.json (fields documented in README, "Outputs"):
+    both as the evaluation callback holds them, nothing is evaluated again."""
     import torch
 
-    from sweet_lightning.evaluation.callback import CALIBRATION_SPLIT, warn_collapsed
-    from sweet_lightning.metrics import run_metrics
+    from sweet_lightning.evaluation.callback import headline_metrics, warn_collapsed
+    from sweet_lightning.run_record import CALIBRATION_SPLIT, save_logits
 
-    task = module.task
-    outputs = module.eval_outputs
+    report = evaluation.latest
     splits = {}
-    for split, arrays in outputs.items():
-        logits_file = f"logits_{split}.npz"
-        np.savez_compressed(out / logits_file, **arrays)
-        if split == CALIBRATION_SPLIT:
-            continue
-        scores = module.exit_scores(torch.from_numpy(arrays["logits"]), torch.from_numpy(arrays["labels"]))
-        exits = []
-        for i, layer in enumerate(module.exit_layers):
-            entry = {"exit": i + 1, "layer": layer, "metric": task.metric, "score": scores[task.metric][i]}
-            entry.update({m: scores[m][i] for m in task.extra_metrics})
-            exits.append(entry)
-        splits[split] = {"num_examples": int(arrays["labels"].shape[0]), "exits": exits, "logits": logits_file}
-    report = evaluation.evaluate(module, outputs)
+    for split, arrays in evaluation.outputs.items():
+        name = save_logits(out, split, arrays)
+        if split != CALIBRATION_SPLIT:
+            splits[split] = {"num_examples": int(arrays["labels"].shape[0]), "logits": name}
     primary = next(iter(splits), None)
-    metrics: dict[str, float] = {}
-    if primary is not None:
-        auc = report[primary]["auc"] if primary in report else None
-        calibration_auc = report[CALIBRATION_SPLIT]["auc"] if CALIBRATION_SPLIT in report else None
-        metrics = run_metrics([e["score"] for e in splits[primary]["exits"]], auc, calibration_auc)
+    metrics = headline_metrics(report) if primary is not None else {}
     calibration = {"source": cfg.calibration}
     calibration["size"] = (
         int(len(datamodule.calibration_indices)) if cfg.calibration == "train_holdout" else splits[primary]["num_examples"]
     )
-    results = {
-        "method": cfg.method.name,
-        "task": task.name,
-        "model": cfg.model.name,
-        "pretrained": cfg.model.pretrained,
-        "exit_layers": module.exit_layers,
-        "num_layers": module.num_layers,
-        "kind": module.kind,
-        "exit_pooling": cfg.model.exit_pooling,
-        "seed": int(cfg.seed),
-        "lr": float(cfg.lr),
-        "train_size": int(cfg.train_size),
-        "train_examples": int(len(datamodule.train_indices)),
-        "max_epochs": int(cfg.trainer.max_epochs),
-        "batch_size": int(cfg.batch_size),
-        "metric": task.metric,
-        "primary_split": primary,
-        "exit_policy": cfg.exit_policy,
-        "calibration": calibration,
-        "temperatures": report[primary]["temperatures"] if primary in report else None,
-        "splits": splits,
-        "evaluation": report,
-        "collapsed_exits": warn_collapsed(module, report, cfg.seed, warn=False),
-        "metrics": metrics,
-        "selection": selection,
+    record = RunRecord(
+        method=cfg.method.name,
+        task=module.task.name,
+        model=cfg.model.name,
+        pretrained=cfg.model.pretrained,
+        exit_layers=module.exit_layers,
+        num_layers=module.num_layers,
+        kind=module.kind,
+        exit_pooling=cfg.model.exit_pooling,
+        seed=int(cfg.seed),
+        lr=float(cfg.lr),
+        train_size=int(cfg.train_size),
+        train_examples=int(len(datamodule.train_indices)),
+        max_epochs=int(cfg.trainer.max_epochs),
+        batch_size=int(cfg.batch_size),
+        metric=module.task.metric,
+        primary_split=primary,
+        exit_policy=cfg.exit_policy,
+        calibration=calibration,
+        temperatures=report[primary]["temperatures"] if primary in report else None,
+        splits=splits,
+        evaluation=report,
+        collapsed_exits=warn_collapsed(module, report, cfg.seed, warn=False),
+        metrics=metrics,
+        selection=selection,
         # what bit-identical numbers also depend on: on CPU, gradient reductions vary with the thread count
-        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(module.device)},
-        "train_time_s": round(train_time, 2),
-        "checkpoint": ckpt,
-        "status": "completed",
-        "config": OmegaConf.to_container(cfg, resolve=True),
-    }
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    return results
+        environment={"torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(module.device)},
+        train_time_s=round(train_time, 2),
+        checkpoint=ckpt,
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    record.save(out)
+    return record

@@ -20,6 +20,8 @@ from typing import Any
 from lightning.fabric.utilities.logger import _convert_params, _sanitize_callable_params
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 
+from sweet_lightning.run_record import RESULTS_FILE, RunRecord, logits_file
+
 PROJECT = "sweet_lightning"
 CURVE_COLUMNS = ["threshold", "speedup", "score"]
 
@@ -81,11 +83,11 @@ def log_epoch_curve(loggers: Iterable, res: dict, step: int) -> None:
         logger.log_metrics({"val/speed_accuracy": curve_chart(res["curve"], title)}, step=step)
 
 
-def summary_values(results: dict) -> dict[str, float | int | None]:
-    """Run-summary numbers of a results.json: bare keys for the primary split, `<split>/...` for others."""
+def summary_values(record: RunRecord) -> dict[str, float | int | None]:
+    """Run-summary numbers of a run record: bare keys for the primary split, `<split>/...` for others."""
     values: dict[str, Any] = {}
-    for split, res in results.get("evaluation", {}).items():
-        prefix = "" if split == results.get("primary_split") else f"{split}/"
+    for split, res in record.evaluation.items():
+        prefix = "" if split == record.primary_split else f"{split}/"
         values[f"{prefix}auc"] = res["auc"]
         values[f"{prefix}auc_coverage"] = res["auc_coverage"]
         for point, score in res["at_speedup"].items():
@@ -93,40 +95,39 @@ def summary_values(results: dict) -> dict[str, float | int | None]:
         for e in res["exits"]:
             values[f"{prefix}exit{e['exit']}/score"] = e["score"]
         values[f"{prefix}score"] = res["exits"][-1]["score"]
-    values["collapsed_exits"] = len(results.get("collapsed_exits") or [])
-    values["train_time_s"] = results.get("train_time_s")
+    values["collapsed_exits"] = len(record.collapsed_exits or [])
+    values["train_time_s"] = record.train_time_s
     return values
 
 
-def log_final(loggers: Iterable, results: dict, run_dir: Path) -> None:
+def log_final(loggers: Iterable, record: RunRecord, run_dir: Path) -> None:
     """The final evaluation: a speed-accuracy chart and a per-exit chart per split, summary values, and
     (with log_artifacts) results.json + logits as an artifact."""
     for logger in wandb_loggers(loggers):
         run = logger.experiment
         charts = {}
-        for split, res in results.get("evaluation", {}).items():
-            prefix = "final" if split == results.get("primary_split") else f"final/{split}"
-            name = f"{results['method']} {results['task']} {results['model']}"
+        for split, res in record.evaluation.items():
+            prefix = "final" if split == record.primary_split else f"final/{split}"
+            name = f"{record.method} {record.task} {record.model}"
             charts[f"{prefix}/speed_accuracy"] = curve_chart(
                 res["curve"], f"{name}: {res['metric']} vs speedup"
             )
             charts[f"{prefix}/exit_scores"] = exit_chart(res["exits"], f"{name}: {res['metric']} per exit")
         run.log(charts)
-        run.summary.update(summary_values(results))
+        run.summary.update(summary_values(record))
         if getattr(logger, "log_artifacts", False):
-            log_results_artifact(run, results, run_dir)
+            log_results_artifact(run, record, run_dir)
 
 
-def log_results_artifact(run, results: dict, run_dir: Path) -> None:
+def log_results_artifact(run, record: RunRecord, run_dir: Path) -> None:
     """results.json and the saved logits: enough to re-evaluate the run without its disk."""
     import wandb
 
-    metadata = {
-        k: results.get(k) for k in ("method", "task", "model", "seed", "lr", "exit_layers", "exit_policy")
-    }
+    keys = ("method", "task", "model", "seed", "lr", "exit_layers", "exit_policy")
+    metadata = {k: getattr(record, k) for k in keys}
     artifact = wandb.Artifact(f"results-{run.id}", type="run-results", metadata=metadata)
-    artifact.add_file(str(run_dir / "results.json"))
-    for logits in sorted(run_dir.glob("logits_*.npz")):
+    artifact.add_file(str(run_dir / RESULTS_FILE))
+    for logits in sorted(run_dir.glob(logits_file("*"))):
         artifact.add_file(str(logits))
     run.log_artifact(artifact)
 

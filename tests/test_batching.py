@@ -120,7 +120,7 @@ def test_sorted_evaluation_gives_the_unsorted_logits_row_for_row(glue_path, tmp_
     """A tiny model validated on dev and calibration, rows in length order vs in file order."""
     from sweep_utils import TINY, compose
 
-    from sweet_lightning.train import build_datamodule, build_module
+    from sweet_lightning.train import build_datamodule, build_evaluation, build_module
 
     outputs = {}
     for sort in (True, False):
@@ -129,11 +129,13 @@ def test_sorted_evaluation_gives_the_unsorted_logits_row_for_row(glue_path, tmp_
         torch.manual_seed(0)
         module = build_module(cfg)
         datamodule = build_datamodule(cfg)
+        evaluation = build_evaluation(cfg)  # what names the outputs by split and keeps them
         trainer = L.Trainer(
-            accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False
+            accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            callbacks=[evaluation],
         )
         trainer.validate(module, datamodule=datamodule, verbose=False)
-        outputs[sort] = module.eval_outputs
+        outputs[sort] = evaluation.outputs
         if sort:  # the loader really ran another order
             order = trainer.val_dataloaders[0].dataset.order
             assert order.tolist() != sorted(order.tolist())

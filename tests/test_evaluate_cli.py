@@ -7,6 +7,7 @@ import pytest
 
 from sweet_lightning.evaluate import evaluate_run, main
 from sweet_lightning.evaluation.callback import AdaptiveEvaluation
+from sweet_lightning.run_record import EvalSpec
 
 
 def fake_run(tmp_path, with_calibration=True):
@@ -29,8 +30,7 @@ def test_reevaluation_matches_direct_evaluation(tmp_path):
     report = evaluate_run(tmp_path, exit_policy="patience")
     assert (tmp_path / "evaluation_patience.json").exists()
     direct = AdaptiveEvaluation(policy="patience").evaluate(
-        type("M", (), {"task": __import__("sweet_lightning.tasks").tasks.get_task("rte"), "exit_layers": [1, 2, 3, 6],
-                       "num_layers": 6, "kind": "early_exit"})(),
+        EvalSpec("rte", (1, 2, 3, 6), 6, "early_exit"),
         {"dev": {"logits": logits, "labels": labels},
          "calibration": {"logits": logits[:, :20], "labels": labels[:20]}},
     )

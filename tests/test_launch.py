@@ -30,7 +30,7 @@ def test_tiny_run_writes_results_json(glue_path, tmp_path):
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["status"] == "completed" and res["method"] == "early_exit" and res["task"] == "rte"
     assert res["exit_layers"] == [1, 2, 3, 4] and res["train_examples"] == 48
-    assert [e["layer"] for e in res["splits"]["dev"]["exits"]] == [1, 2, 3, 4]
+    assert [e["layer"] for e in res["evaluation"]["dev"]["exits"]] == [1, 2, 3, 4]
     assert res["splits"]["dev"]["num_examples"] == 277
     assert 0.0 <= res["metrics"]["val/auc"] <= 1.0
     assert len(res["temperatures"]) == 4 and res["calibration"] == {"source": "train_holdout", "size": 32}
@@ -64,7 +64,7 @@ def test_same_seed_same_scores(glue_path, tmp_path):
                           glue_path, tmp_path / run)
         train(cfg)
         res = json.loads((tmp_path / run / "results.json").read_text())
-        scores.append(([e["score"] for e in res["splits"]["dev"]["exits"]], res["evaluation"]["dev"]["curve"]))
+        scores.append(([e["score"] for e in res["evaluation"]["dev"]["exits"]], res["evaluation"]["dev"]["curve"]))
     assert scores[0] == scores[1]
 
 
@@ -128,7 +128,7 @@ def test_real_minilm_few_steps_on_rte(glue_path, tmp_path):
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["model"] == "minilm_l6" and res["num_layers"] == 6 and res["exit_layers"] == [1, 2, 3, 6]
     assert res["exit_pooling"] == "mean"
-    assert len(res["splits"]["dev"]["exits"]) == 4
+    assert len(res["evaluation"]["dev"]["exits"]) == 4
     assert res["evaluation"]["dev"]["auc_interval"] == [1 / 6, 1.0]
 
 

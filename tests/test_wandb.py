@@ -15,6 +15,7 @@ from sweep_utils import TINY, compose, job_dirs, launch, results
 from wandb_records import offline_runs, read_run
 
 from sweet_lightning.evaluation import evaluate_logits
+from sweet_lightning.run_record import RunRecord
 
 CONFIG = {
     "method": {"name": "sweet"},
@@ -89,7 +90,7 @@ def test_final_evaluation_reads_back_as_charts_summary_config_and_artifact(tmp_p
     logger = WandbLogger(project="sweet_lightning", offline=True, save_dir=str(tmp_path), log_artifacts=True)
     attach_run_config([logger], CONFIG)
     logger.log_hyperparams({"task": "rte", "lr": 2e-5})  # what Lightning sends: the module's arguments
-    log_final([logger], res, tmp_path)
+    log_final([logger], RunRecord.from_dict(res), tmp_path)
     wandb.finish()
 
     (offline,) = offline_runs(tmp_path)
@@ -189,7 +190,7 @@ def test_end_of_run_block_names_the_run_its_scores_and_commands(tmp_path):
 
     res = fake_results(tmp_path)
     ev = res["evaluation"]["dev"]
-    block = end_of_run(res, tmp_path)
+    block = end_of_run(RunRecord.from_dict(res), tmp_path)
     assert f"run dir      {tmp_path}" in block
     assert "  ".join(f"L{e['layer']} {e['score']:.4f}" for e in ev["exits"]) in block
     assert f"AUC          {ev['auc']:.4f}" in block

@@ -4,10 +4,10 @@ speedup (paper eq. 1), speed-accuracy curves, interpolation at fixed speedups an
 Callbacks should need only `evaluate_logits`; the rest is exported for analysis and tests.
 """
 
+from ..metrics import get_metric
 from .collapse import collapsed_exits
 from .curves import CurvePoint, SpeedAccuracyCurve, individual_exit_scores, speed_accuracy_curve
 from .interpolation import auc, auc_coverage, default_speedup_points, interpolate_at
-from .metrics import get_metric
 from .policies import POLICIES, ExitPolicy, get_policy, register_policy
 from .simulation import ExitDecisions, simulate_exits
 from .speedup import layers_run, speedup, speedup_from_counts

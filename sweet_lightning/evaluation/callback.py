@@ -1,7 +1,9 @@
-"""Lightning callback: at the end of each validation epoch, turn the module's per-exit
-logits into the paper's measurements (temperatures, speed-accuracy curve, AUC, scores at
-fixed speedups) and log them. `val/auc` (primary dev split) is what sweepers maximise;
-`val/calibration/auc` (the held-out calibration split) is what model_selection picks epochs on.
+"""Lightning callback, the one place a run is evaluated: at the end of each validation epoch it
+names the module's per-exit outputs by split, turns them into the paper's measurements (each exit's
+scores, temperatures, speed-accuracy curve, AUC, scores at fixed speedups) and logs them; the
+final validation's outputs and evaluation are what train.write_results saves. `val/auc` (primary
+dev split) is what sweepers maximise; `val/calibration/auc` (the held-out calibration split) is
+what model_selection picks epochs on.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import lightning as L
 
 from sweet_lightning.evaluation.policies import get_policy
 from sweet_lightning.evaluation.summary import evaluate_logits
+from sweet_lightning.metrics import run_metrics
+from sweet_lightning.run_record import CALIBRATION_SPLIT, EvalSpec
+from sweet_lightning.tasks import get_task
 
 log = logging.getLogger(__name__)
 
 CALIBRATION_SOURCES = ("train_holdout", "dev")
-CALIBRATION_SPLIT = "calibration"
 
 
 class AdaptiveEvaluation(L.Callback):
@@ -55,9 +59,11 @@ class AdaptiveEvaluation(L.Callback):
         self.speedup_points = list(speedup_points) if speedup_points is not None else None
         self.policy_kwargs = dict(policy_kwargs or {})
         self.seed = seed
-        self.latest: dict[str, dict] = {}  # split -> evaluate_logits output of the latest epoch
+        # the latest validation's per-exit outputs (split -> logits/labels[/exit_scores]) and their evaluation
+        self.outputs: dict[str, dict] = {}
+        self.latest: dict[str, dict] = {}  # split -> evaluate_logits output
 
-    def evaluate(self, module, outputs: dict[str, dict]) -> dict[str, dict]:
+    def evaluate(self, spec: EvalSpec, outputs: dict[str, dict]) -> dict[str, dict]:
         """evaluate_logits for every evaluation split of `outputs` (split -> logits/labels[/exit_scores]),
         then for the calibration hold-out if there is one (it comes last: the first entry is the primary split)."""
         eval_splits = [s for s in outputs if s != CALIBRATION_SPLIT]
@@ -70,7 +76,7 @@ class AdaptiveEvaluation(L.Callback):
                 "set calibration_size > 0 or calibration=dev."
             )
         calib = outputs[calib_split]
-        task = module.task
+        task = get_task(spec.task)
         results = {}
         # the hold-out is scored too (temperatures fitted on it, curve on it): model_selection picks
         # the reported epoch on its AUC without looking at the splits that are reported
@@ -78,7 +84,7 @@ class AdaptiveEvaluation(L.Callback):
         for split in eval_splits + held_out:
             out = outputs[split]
             results[split] = evaluate_logits(
-                out["logits"], out["labels"], module.exit_layers, module.num_layers, kind=module.kind,
+                out["logits"], out["labels"], spec.exit_layers, spec.num_layers, kind=spec.kind,
                 metric=task.metric, extra_metrics=task.extra_metrics, policy=self.policy,
                 policy_kwargs=self.policy_kwargs, thresholds=self.thresholds,
                 num_thresholds=self.num_thresholds, speedup_points=self.speedup_points,
@@ -88,26 +94,65 @@ class AdaptiveEvaluation(L.Callback):
         return results
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking:  # its few batches are dropped (the module clears them next epoch)
             return
-        outputs = pl_module.finalize_eval()
-        self.latest = self.evaluate(pl_module, outputs)
-        if not self.latest:
-            return
-        primary = next(iter(self.latest))
-        for split, res in self.latest.items():
-            prefix = "val" if split == primary else f"val/{split}"
-            pl_module.log(f"{prefix}/auc", res["auc"], prog_bar=split == primary)
-            for point, score in res["at_speedup"].items():
-                if score is not None:
-                    pl_module.log(f"{prefix}/score@{point}", score)
-            for i, t in enumerate(res["temperatures"], start=1):
-                pl_module.log(f"{prefix}/exit{i}/temperature", t)
-        warn_collapsed(pl_module, self.latest, self.seed)
-        log_curve_table(trainer, self.latest[primary])
+        names = split_names(trainer, pl_module)
+        by_loader = pl_module.take_eval_outputs()
+        self.outputs = {names[i] if i < len(names) else f"eval{i}": out for i, out in by_loader.items()}
+        self.latest = self.evaluate(spec_of(pl_module), self.outputs)
+        if self.latest:
+            self.log_epoch(trainer, pl_module, self.latest)
+
+    def log_epoch(self, trainer: L.Trainer, pl_module, report: dict[str, dict]) -> None:
+        """An evaluation to the loggers (and model selection), its warnings, its W&B chart."""
+        log_evaluation(pl_module, report, pl_module.task)
+        warn_collapsed(pl_module, report, self.seed)
+        log_curve_table(trainer, report[next(iter(report))])
 
 
-def warn_collapsed(module, evaluation: dict[str, dict], seed: int | None = None, warn: bool = True) -> list[dict]:
+def spec_of(module) -> EvalSpec:
+    return EvalSpec(module.task.name, tuple(module.exit_layers), module.num_layers, module.kind)
+
+
+def split_names(trainer: L.Trainer, module) -> list[str]:
+    """Names of the validation dataloaders, in order (the datamodule's when it says)."""
+    names = getattr(getattr(trainer, "datamodule", None), "val_split_names", None)
+    return list(names or module.task.eval_splits)
+
+
+def headline_metrics(report: dict[str, dict]) -> dict[str, float]:
+    """metrics.run_metrics of an evaluation: its primary (first) split's exit scores and AUC, and the
+    calibration hold-out's AUC when there is one."""
+    primary = report[next(iter(report))]
+    calibration_auc = report[CALIBRATION_SPLIT]["auc"] if CALIBRATION_SPLIT in report else None
+    return run_metrics([e["score"] for e in primary["exits"]], primary["auc"], calibration_auc)
+
+
+def log_evaluation(module, report: dict[str, dict], task) -> None:
+    """Log an epoch's evaluation under the names runs report (metrics.run_metrics) and per split:
+    `val/<split>/exit<i>/<metric>` for each exit alone, `auc`, `score@<speedup>`, temperatures."""
+    primary = next(iter(report))
+    names = (task.metric, *task.extra_metrics)
+    for split, res in report.items():
+        for i, e in enumerate(res["exits"], start=1):
+            for name in names:
+                module.log(f"val/{split}/exit{i}/{name}", e["score"] if name == task.metric else e[name])
+    for name, value in headline_metrics(report).items():
+        module.log(name, value, prog_bar=name in ("val/score", "val/auc"))
+    for split, res in report.items():
+        prefix = "val" if split == primary else f"val/{split}"
+        if split not in (primary, CALIBRATION_SPLIT):  # those two AUCs are among the headline numbers
+            module.log(f"{prefix}/auc", res["auc"])
+        for point, score in res["at_speedup"].items():
+            if score is not None:
+                module.log(f"{prefix}/score@{point}", score)
+        for i, t in enumerate(res["temperatures"], start=1):
+            module.log(f"{prefix}/exit{i}/temperature", t)
+
+
+def warn_collapsed(
+    module, evaluation: dict[str, dict], seed: int | None = None, warn: bool = True
+) -> list[dict]:
     """Warn about (and return) exits whose predictions collapsed to one class / the majority baseline
     on a reported split (the calibration split only selects)."""
     flagged = []

@@ -40,20 +40,24 @@ def check_labels(labels: np.ndarray, logits: np.ndarray) -> np.ndarray:
 
 
 def check_exit_layers(
-    exit_layers: Sequence[int], num_layers: int, num_exits: int | None = None
+    exit_layers: Sequence[int], num_layers: int, num_exits: int | None = None, key: str = "exit_layers"
 ) -> np.ndarray:
-    """Return exit layers L_i as int64 [E]: positive, strictly increasing, none above L_M."""
+    """Return exit layers L_i as int64 [E]: positive, strictly increasing, none above L_M. The one
+    check of exit layers, for the models (`key="model.exit_layers"`) and for evaluation."""
     layers = np.asarray(exit_layers)
-    if layers.ndim != 1 or layers.size == 0 or not np.issubdtype(layers.dtype, np.integer):
-        raise ValueError(f"exit_layers must be a non-empty list of ints, got {list(exit_layers)}")
+    if layers.size == 0:
+        raise ValueError(f"{key} is empty: give at least one layer, e.g. {key}=[1,2,3,6].")
+    if layers.ndim != 1 or not np.issubdtype(layers.dtype, np.integer):
+        raise ValueError(f"{key} must be a list of ints, got {list(exit_layers)}")
     if num_exits is not None and layers.size != num_exits:
-        raise ValueError(f"exit_layers has {layers.size} entries but logits have {num_exits} exits")
+        raise ValueError(f"{key} has {layers.size} entries but logits have {num_exits} exits")
     if int(num_layers) != num_layers or num_layers < 1:
         raise ValueError(f"num_layers must be a positive int, got {num_layers}")
-    if layers[0] < 1 or np.any(np.diff(layers) <= 0):
-        raise ValueError(f"exit_layers must be positive and strictly increasing, got {layers.tolist()}")
-    if layers[-1] > num_layers:
-        raise ValueError(f"exit_layers {layers.tolist()} go past num_layers={num_layers}")
+    if np.any(np.diff(layers) <= 0):
+        raise ValueError(f"{key}={layers.tolist()} must be strictly increasing, e.g. [1,4,6,12].")
+    if layers[0] < 1 or layers[-1] > num_layers:
+        backbone = f"this backbone has num_layers={num_layers}, layers 1..{num_layers}"
+        raise ValueError(f"{key}={layers.tolist()} out of range: {backbone}.")
     return layers.astype(np.int64)
 
 

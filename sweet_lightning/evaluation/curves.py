@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..metrics import get_metric
 from .checks import check_exit_layers, check_kind, check_labels, check_logits
-from .metrics import get_metric
 from .policies import ExitPolicy, get_policy
 from .simulation import decide, prepare_exit_inputs
 from .speedup import speedup_from_counts

@@ -17,7 +17,6 @@ Accepted sources:
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 
 from sweet_lightning.methods import METHODS
 from sweet_lightning.methods.base import AdaptiveModule
+from sweet_lightning.run_record import CALIBRATION_SPLIT, RecordError, RunRecord, logits_file
 from sweet_lightning.tasks import TaskSpec, get_task
 
 
@@ -77,10 +77,10 @@ class RunSource:
         """(npz to choose thresholds on, whether it is a real calibration split)."""
         if self.run_dir is None:
             return None, False
-        calib = self.run_dir / "logits_calibration.npz"
+        calib = self.run_dir / logits_file(CALIBRATION_SPLIT)
         if calib.exists():
             return calib, True
-        dev = self.run_dir / f"logits_{self.task.eval_splits[0]}.npz"
+        dev = self.run_dir / logits_file(self.task.eval_splits[0])
         return (dev if dev.exists() else None), False
 
 
@@ -112,20 +112,20 @@ def _read_checkpoint(path: Path) -> dict:
         ) from err
 
 
-def _from_checkpoint_file(path: Path, results: dict | None = None) -> RunSource:
+def _from_checkpoint_file(path: Path, record: RunRecord | None = None) -> RunSource:
     ckpt = _read_checkpoint(path)
     hparams = ckpt.get("hyper_parameters")
     if not isinstance(hparams, dict) or "task" not in hparams or "state_dict" not in ckpt:
         raise SourceError(
             f"{str(path)!r} has no sweet_lightning hyperparameters: give a checkpoint written by launch.py"
         )
-    results = results or {}
-    method = _method_of(ckpt, results.get("method"))
+    record = record or RunRecord()  # a bare .ckpt: no record, the checkpoint says what it can
+    method = _method_of(ckpt, record.method)
     if method not in METHODS:
         raise SourceError(
             f"unknown method {method!r} for {str(path)!r}: expected one of {', '.join(METHODS)}"
         )
-    config = results.get("config") or {}
+    config = record.config or {}
     max_length = config.get("max_seq_length") if isinstance(config, dict) else None
     if not max_length:  # a bare .ckpt: Lightning keeps the datamodule's arguments beside the weights
         max_length = (ckpt.get("datamodule_hyper_parameters") or {}).get("max_seq_length")
@@ -139,8 +139,8 @@ def _from_checkpoint_file(path: Path, results: dict | None = None) -> RunSource:
         method=method,
         task=get_task(hparams["task"]),
         pretrained=str(hparams["pretrained"]),
-        temperatures=_temperatures(results.get("temperatures")),
-        policy=_policy_name(results.get("exit_policy")),
+        temperatures=[float(t) for t in record.temperatures] if record.temperatures else None,
+        policy=str(record.exit_policy or "confidence"),
         run_dir=None,
         max_length=int(max_length) if max_length else None,
         precision=str(precision) if precision is not None else None,
@@ -161,34 +161,18 @@ def _method_of(ckpt: dict, run_method: str | None = None) -> str:
     return "sweet" if "shared_pooler" in ckpt["hyper_parameters"] else "early_exit"
 
 
-def _policy_name(value) -> str:
-    if isinstance(value, dict):  # tolerate {"name": "entropy", ...}
-        value = value.get("name")
-    return str(value or "confidence")
-
-
-def _temperatures(value) -> list[float] | None:
-    if isinstance(value, dict):  # tolerate {"values": [...], ...}
-        value = value.get("values")
-    return [float(t) for t in value] if value else None
-
-
 def _from_run_dir(run_dir: Path) -> RunSource:
-    results_file = run_dir / "results.json"
-    if not results_file.exists():
-        raise SourceError(f"{str(run_dir)!r} has no results.json: give a finished run dir or a .ckpt file")
     try:
-        results = json.loads(results_file.read_text())
-    except ValueError as err:  # bad JSON, or bytes that are not even UTF-8
-        reason = err.msg if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
-        raise SourceError(
-            f"{str(results_file)!r} is not valid JSON ({reason}): rerun or give the .ckpt"
-        ) from err
-    if not isinstance(results, dict):
-        raise SourceError(f"{str(results_file)!r} is not a results.json written by launch.py: give the .ckpt")
+        record = RunRecord.load(run_dir)
+    except FileNotFoundError as err:
+        message = f"{str(run_dir)!r} has no results.json: give a finished run dir or a .ckpt file"
+        raise SourceError(message) from err
+    except RecordError as err:
+        fix = "rerun or give the .ckpt" if "JSON" in err.problem else "give the .ckpt"
+        raise SourceError(f"{str(err.path)!r} {err.problem}: {fix}") from err
     candidates = []
-    if results.get("checkpoint"):
-        ckpt = Path(results["checkpoint"])
+    if record.checkpoint:
+        ckpt = Path(record.checkpoint)
         candidates += [ckpt, run_dir / ckpt] if not ckpt.is_absolute() else [ckpt]
         candidates.append(run_dir / "checkpoints" / ckpt.name)  # run dir moved since training
     candidates.append(run_dir / "checkpoints" / "best.ckpt")
@@ -199,7 +183,7 @@ def _from_run_dir(run_dir: Path) -> RunSource:
             f"{str(run_dir)!r}: checkpoint not found (tried {', '.join(map(str, candidates))}); "
             "train with callbacks=default or give the .ckpt"
         )
-    source = _from_checkpoint_file(found, results)
+    source = _from_checkpoint_file(found, record)
     return RunSource(**{**source.__dict__, "run_dir": run_dir})
 
 

@@ -1,5 +1,5 @@
 """What the methods share: loss = weighted sum of the exits' cross-entropies, per-exit
-evaluation with logits kept for later analysis, AdamW with linear decay.
+validation outputs collected for the evaluation callback (which scores them), AdamW with linear decay.
 
 A method says which network it trains (`build_network`), how its inference cost is counted
 (`kind`: "early_exit" reuses layers, "cascade" re-runs them) and, if it does not train every
@@ -20,7 +20,6 @@ from torch.utils.data import DistributedSampler
 
 from sweet_lightning.batching import LengthOrdered, dataset_order
 from sweet_lightning.methods.weights import resolve_exit_weights
-from sweet_lightning.metrics import compute_metric, run_metrics
 from sweet_lightning.models import load_encoder
 from sweet_lightning.tasks import get_task
 
@@ -89,10 +88,7 @@ class AdaptiveModule(L.LightningModule):
         )
         self.exit_layers: list[int] = list(self.net.exit_layers)
         self.exit_weights = resolve_exit_weights(exit_weights, self.exit_layers)
-        self._eval_buffers: dict[int, dict[str, list]] = {}
-        self.eval_split_names: list[str] = list(self.task.eval_splits)
-        # split -> {"logits": [E, N, C], "labels": [N]} from the latest validation epoch
-        self.eval_outputs: dict[str, dict[str, np.ndarray]] = {}
+        self._eval_buffers: dict[int, dict[str, list]] = {}  # dataloader index -> this epoch's batches
 
     def build_network(self, encoder, exit_layers, pooling, dropout, **kwargs) -> nn.Module:
         raise NotImplementedError
@@ -174,6 +170,11 @@ class AdaptiveModule(L.LightningModule):
         self.net.train()
 
     # ---- evaluation: every method the same way ----------------------------------------
+    # The module only collects each validation dataloader's per-exit outputs; the evaluation
+    # callback (evaluation.callback.AdaptiveEvaluation) names the splits, scores and logs them.
+    def on_validation_epoch_start(self) -> None:
+        self._eval_buffers = {}  # a sanity check's batches never reach the first epoch
+
     def validation_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
     ) -> None:
@@ -184,29 +185,10 @@ class AdaptiveModule(L.LightningModule):
         if self.learned_exit:
             buf["exit_scores"].append(torch.sigmoid(torch.stack(scores).float()).cpu())  # [E, B]
 
-    def on_validation_epoch_end(self) -> None:
-        outputs = self.finalize_eval()
-        for split, out in outputs.items():
-            scores = self.exit_scores(torch.from_numpy(out["logits"]), torch.from_numpy(out["labels"]))
-            for name, values in scores.items():
-                for i, value in enumerate(values, start=1):
-                    self.log(f"val/{split}/exit{i}/{name}", value, add_dataloader_idx=False)
-            if split == self.eval_split_names[0]:
-                for name, value in run_metrics(scores[self.task.metric]).items():
-                    self.log(name, value, add_dataloader_idx=False, prog_bar=name == "val/score")
-
-    def split_names(self) -> list[str]:
-        """Names of the validation dataloaders, in order (the datamodule's when it says)."""
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        return list(getattr(dm, "val_split_names", None) or self.eval_split_names)
-
-    def finalize_eval(self) -> dict[str, dict[str, np.ndarray]]:
-        """Gather this epoch's validation buffers into `eval_outputs` (idempotent within an epoch:
-        the evaluation callback and this module's own hook both call it)."""
-        if not self._eval_buffers:
-            return self.eval_outputs
-        names = self.split_names()
-        self.eval_outputs = {}
+    def take_eval_outputs(self) -> dict[int, dict[str, np.ndarray]]:
+        """This epoch's outputs per validation dataloader index, in dataset row order (all DDP ranks'
+        rows): {"logits": [E, N, C], "labels": [N], "exit_scores": [E, N] with learned exits}."""
+        outputs = {}
         for idx in sorted(self._eval_buffers):
             buf = self._eval_buffers[idx]
             arrays = {"logits": torch.cat(buf["logits"], dim=1), "labels": torch.cat(buf["labels"])}
@@ -218,10 +200,9 @@ class AdaptiveModule(L.LightningModule):
             order = self._eval_row_order(idx)
             if order is not None:  # the loader ran a length-sorted view: back to dataset rows
                 arrays = {k: dataset_order(order, v) for k, v in arrays.items()}
-            split = names[idx] if idx < len(names) else f"eval{idx}"
-            self.eval_outputs[split] = {k: v.numpy() for k, v in arrays.items()}
+            outputs[idx] = {k: v.numpy() for k, v in arrays.items()}
         self._eval_buffers = {}
-        return self.eval_outputs
+        return outputs
 
     def _val_loader(self, idx: int):
         loaders = self.trainer.val_dataloaders if self._trainer is not None else None
@@ -243,12 +224,6 @@ class AdaptiveModule(L.LightningModule):
         if sampler.shuffle or sampler.drop_last:
             raise ValueError("evaluation under DDP needs an unshuffled DistributedSampler without drop_last")
         return len(sampler.dataset)
-
-    def exit_scores(self, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, list[float]]:
-        """Every metric of the task for each exit alone on the whole split (paper Table 1)."""
-        preds = logits.argmax(-1)
-        names = (self.task.metric, *self.task.extra_metrics)
-        return {n: [compute_metric(n, p, labels, self.task.num_labels) for p in preds] for n in names}
 
     # ---- optimisation (paper App. A: AdamW, betas 0.9/0.999, linear decay) -------------
     def configure_optimizers(self):

@@ -11,19 +11,26 @@ Nothing is dropped here: every directory found is returned and ends up in runs.c
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from sweet_lightning.evaluation import CurvePoint, SpeedAccuracyCurve, auc, evaluate_logits
+from sweet_lightning.run_record import (
+    CALIBRATION_SPLIT,
+    COMPLETED,
+    FAILED,
+    RESULTS_FILE,
+    RecordError,
+    RunRecord,
+    load_logits,
+    logits_file,
+)
 
 STATUSES = ("completed", "failed", "missing", "incomplete")
-CALIBRATION_SPLIT = "calibration"  # = evaluation.callback.CALIBRATION_SPLIT (not imported: that imports Lightning)
 IDENTITY = ("method", "model", "task", "lr", "seed")
 # config paths compared within a (method, model, task) group on top of the results.json keys
 CONFIG_PREFIXES = ("method.", "model.", "optimizer.", "scheduler.", "max_seq_length", "trainer.precision",
@@ -66,7 +73,7 @@ def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
     for root in roots:
         for current, dirs, files in os.walk(root):
             here = Path(current)
-            if "results.json" in files or ".hydra" in dirs:
+            if RESULTS_FILE in files or ".hydra" in dirs:
                 found.add(here.resolve())
                 dirs.clear()  # checkpoints and logger folders below a run are not runs
             else:
@@ -92,14 +99,20 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-def _identity(results: dict, config: dict) -> dict:
+def _identity(record: RunRecord | None, config: dict) -> dict:
     fallback = {name: dig(config, f"{name}.name") for name in ("method", "model", "task")}
     fallback.update(lr=config.get("lr"), seed=config.get("seed"))
-    ident = {key: results.get(key, fallback[key]) for key in IDENTITY}
+    ident = {key: _stored(record, key, fallback[key]) for key in IDENTITY}
     ident["lr"] = _as_float(ident["lr"])
     seed = _as_float(ident["seed"])
     ident["seed"] = None if seed is None else int(seed)
     return ident
+
+
+def _stored(record: RunRecord | None, key: str, fallback: object) -> object:
+    """The record's value of `key`, else (older records lack some keys) the config's."""
+    value = getattr(record, key, None)
+    return fallback if value is None else value
 
 
 def _as_float(value: object) -> float | None:
@@ -119,42 +132,41 @@ def _hydra_config(path: Path) -> dict:
 
 
 def load_run(path: Path) -> Run:
-    results_file = path / "results.json"
-    if not results_file.exists():
-        return Run(path, "missing", **_identity({}, _hydra_config(path)), note="no results.json")
     try:
-        results = json.loads(results_file.read_text())
-    except (OSError, ValueError) as err:
-        return Run(path, "incomplete", **_identity({}, _hydra_config(path)), note=f"unreadable results.json: {err}")
-    config = results.get("config") or _hydra_config(path)
-    ident = _identity(results, config)
-    status = results.get("status", "completed")
-    if status == "failed":
-        return Run(path, "failed", **ident, error=str(results.get("error", "")).strip())
-    if status != "completed":
+        record = RunRecord.load(path)
+    except FileNotFoundError:
+        return Run(path, "missing", **_identity(None, _hydra_config(path)), note=f"no {RESULTS_FILE}")
+    except RecordError as err:
+        ident = _identity(None, _hydra_config(path))
+        return Run(path, "incomplete", **ident, note=f"unreadable {RESULTS_FILE}: {err}")
+    config = record.config or _hydra_config(path)
+    ident = _identity(record, config)
+    status = record.status or COMPLETED  # the earliest records had no status
+    if status == FAILED:
+        return Run(path, "failed", **ident, error=str(record.error or "").strip())
+    if status != COMPLETED:
         return Run(path, "incomplete", **ident, note=f"status {status!r}")
     absent = [key for key in IDENTITY if ident[key] is None]
     if absent:
-        return Run(path, "incomplete", **ident, note=f"results.json lacks {', '.join(absent)}")
+        return Run(path, "incomplete", **ident, note=f"{RESULTS_FILE} lacks {', '.join(absent)}")
     try:
-        return _completed_run(path, results, config, ident)
+        return _completed_run(path, record, config, ident)
     except (KeyError, TypeError, ValueError, OSError) as err:
-        return Run(path, "incomplete", **ident, note=f"unusable results.json: {type(err).__name__}: {err}")
+        return Run(path, "incomplete", **ident, note=f"unusable {RESULTS_FILE}: {type(err).__name__}: {err}")
 
 
-def _completed_run(path: Path, results: dict, config: dict, ident: dict) -> Run:
-    evaluations = results.get("evaluation") or {}
-    split = results.get("primary_split") or next(iter(evaluations), "dev")
+def _completed_run(path: Path, record: RunRecord, config: dict, ident: dict) -> Run:
+    evaluations = record.evaluation or {}
+    split = record.primary_split or next(iter(evaluations), "dev")
     evaluation, note = evaluations.get(split), ""
     if evaluation is None:
-        evaluation, note = _recompute(path, results, split)
+        evaluation, note = _recompute(path, record, split)
         if evaluation is None:
             return Run(path, "incomplete", **ident, split=split, note=note)
-    exits = evaluation.get("exits") or dig(results, f"splits.{split}.exits") or []
-    exit_layers = tuple(int(x) for x in results.get("exit_layers") or evaluation["exit_layers"])
-    num_layers = int(results.get("num_layers") or evaluation["num_layers"])
-    kind = results.get("kind") or evaluation.get("kind") or "early_exit"
-    metric = results.get("metric") or evaluation.get("metric") or "accuracy"
+    exit_layers = tuple(int(x) for x in record.exit_layers or evaluation["exit_layers"])
+    num_layers = int(record.num_layers or evaluation["num_layers"])
+    kind = record.kind or evaluation.get("kind") or "early_exit"
+    metric = record.metric or evaluation.get("metric") or "accuracy"
     points = tuple(CurvePoint(float(p["threshold"]), float(p["speedup"]), float(p["score"]), ())
                    for p in evaluation.get("curve") or [])
     if not points:
@@ -164,32 +176,30 @@ def _completed_run(path: Path, results: dict, config: dict, ident: dict) -> Run:
     calibration_auc = dig(evaluations, f"{CALIBRATION_SPLIT}.auc")
     return Run(
         path, "completed", **ident, metric=metric, split=split, exit_layers=exit_layers, num_layers=num_layers,
-        kind=kind, settings=_settings(results, config, evaluation, split, exit_layers, num_layers, kind, metric),
-        exit_scores={int(e["layer"]): float(e["score"]) for e in exits}, curve=curve,
+        kind=kind, settings=_settings(record, config, evaluation, split, exit_layers, num_layers, kind, metric),
+        exit_scores={int(e["layer"]): float(e["score"]) for e in evaluation.get("exits") or []}, curve=curve,
         auc=float(run_auc) if run_auc is not None else auc(curve),
         calibration_auc=float(calibration_auc) if calibration_auc is not None else None,
-        collapsed=_collapsed(results, {split: evaluation}), note=note,
+        collapsed=_collapsed(record, {split: evaluation}), note=note,
     )
 
 
-def _recompute(path: Path, results: dict, split: str) -> tuple[dict | None, str]:
+def _recompute(path: Path, record: RunRecord, split: str) -> tuple[dict | None, str]:
     """Older results.json files have logits but no evaluation: rebuild it the way training would."""
-    logits_file = path / (dig(results, f"splits.{split}.logits") or f"logits_{split}.npz")
-    if not logits_file.exists():
-        return None, f"no evaluation for {split} and no {logits_file.name}"
-    with np.load(logits_file) as arrays:
-        logits, labels = arrays["logits"], arrays["labels"]
-    temperatures = results.get("temperatures")
+    name = logits_file(split)
+    if not (path / name).exists():
+        return None, f"no evaluation for {split} and no {name}"
+    arrays = load_logits(path, split)
     evaluation = evaluate_logits(
-        logits, labels, results["exit_layers"], results["num_layers"], kind=results.get("kind", "early_exit"),
-        metric=results.get("metric", "accuracy"), policy=results.get("exit_policy") or "confidence",
-        temperatures=temperatures,
+        arrays["logits"], arrays["labels"], record.exit_layers, record.num_layers,
+        kind=record.kind or "early_exit", metric=record.metric or "accuracy",
+        policy=record.exit_policy or "confidence", temperatures=record.temperatures,
     )
-    scaling = "its temperatures" if temperatures is not None else "no temperature scaling"
-    return evaluation, f"evaluation recomputed from {logits_file.name} ({scaling})"
+    scaling = "its temperatures" if record.temperatures is not None else "no temperature scaling"
+    return evaluation, f"evaluation recomputed from {name} ({scaling})"
 
 
-def _settings(results: dict, config: dict, evaluation: dict, split: str, exit_layers: tuple[int, ...],
+def _settings(record: RunRecord, config: dict, evaluation: dict, split: str, exit_layers: tuple[int, ...],
               num_layers: int, kind: str, metric: str) -> dict:
     settings = {
         "exit_layers": list(exit_layers),
@@ -197,14 +207,14 @@ def _settings(results: dict, config: dict, evaluation: dict, split: str, exit_la
         "kind": kind,
         "metric": metric,
         "primary_split": split,
-        "exit_pooling": results.get("exit_pooling", dig(config, "model.exit_pooling")),
-        "max_epochs": results.get("max_epochs", dig(config, "trainer.max_epochs")),
-        "train_size": results.get("train_size", config.get("train_size")),
-        "batch_size": results.get("batch_size", config.get("batch_size")),
-        "exit_policy": results.get("exit_policy") or evaluation.get("policy"),
-        "calibration_source": dig(results, "calibration.source"),
+        "exit_pooling": _stored(record, "exit_pooling", dig(config, "model.exit_pooling")),
+        "max_epochs": _stored(record, "max_epochs", dig(config, "trainer.max_epochs")),
+        "train_size": _stored(record, "train_size", config.get("train_size")),
+        "batch_size": _stored(record, "batch_size", config.get("batch_size")),
+        "exit_policy": record.exit_policy or evaluation.get("policy"),
+        "calibration_source": dig(record.calibration, "source"),
         # how each run chose its epoch (absent: a run from before model_selection, best on dev)
-        "model_selection": dig(results, "selection.rule"),
+        "model_selection": dig(record.selection, "rule"),
     }
     for key, value in flatten(config).items():
         if key.startswith(CONFIG_PREFIXES) and key not in CONFIG_IGNORED and not key.endswith(".name"):
@@ -212,10 +222,10 @@ def _settings(results: dict, config: dict, evaluation: dict, split: str, exit_la
     return settings
 
 
-def _collapsed(results: dict, primary: dict) -> tuple[tuple[str, int], ...]:
+def _collapsed(record: RunRecord, primary: dict) -> tuple[tuple[str, int], ...]:
     """Flags from `collapsed_exits` and from every evaluated split's exits (recomputed one included)."""
-    flags = {(str(c.get("split", "?")), int(c["layer"])) for c in results.get("collapsed_exits") or []}
-    for split, evaluation in {**(results.get("evaluation") or {}), **primary}.items():
+    flags = {(str(c.get("split", "?")), int(c["layer"])) for c in record.collapsed_exits or []}
+    for split, evaluation in {**(record.evaluation or {}), **primary}.items():
         if split == CALIBRATION_SPLIT:  # it only selects; flags are about reported splits
             continue
         flags.update((split, int(e["layer"])) for e in evaluation.get("exits", []) if e.get("collapsed"))
