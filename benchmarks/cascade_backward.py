@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -77,7 +78,7 @@ def run(args) -> None:
         module.zero_grad(set_to_none=True)
     diff = max((a - b).abs().max().item() for a, b in zip(*grads.values(), strict=True))
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(args.rounds):
+    for _ in tqdm(range(args.rounds), desc="rounds", unit="round", disable=None, leave=False):
         for name in random.sample(list(contenders), len(contenders)):
             start = time.perf_counter()
             contenders[name]()

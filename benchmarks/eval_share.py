@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -151,7 +152,7 @@ def run(args) -> None:
         }
         times: dict[int, list[float]] = {bs: [] for bs in sizes}
         order, rng = list(sizes), random.Random(0)
-        for _ in range(args.rounds):
+        for _ in tqdm(range(args.rounds), desc="validation rounds", disable=None, leave=False):
             rng.shuffle(order)
             for bs in order:
                 times[bs].append(validate_seconds(cfgs[bs], module, args.val_batches))

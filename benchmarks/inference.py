@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -196,7 +197,7 @@ def interleaved(contenders: dict[str, Callable], batches: list, rounds: int) -> 
     for name in names:  # warm-up (allocator, first-call paths)
         contenders[name](batches[0])
     best = {name: [float("inf")] * len(batches) for name in names}
-    for r in range(rounds):
+    for r in tqdm(range(rounds), desc="rounds", unit="round", disable=None, leave=False):
         for j, batch in enumerate(batches):
             k = (r + j) % len(names)
             for name in names[k:] + names[:k]:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -60,7 +61,7 @@ def run_variants(
     times: dict[str, list[float]] = {v: [] for v in variants}
     order, rng = list(variants), random.Random(0)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for step in range(steps + 1):
+    for step in tqdm(range(steps + 1), desc="steps", unit="step", disable=None, leave=False):
         g = torch.Generator().manual_seed(step)
         grads = [(torch.randn(p.shape, generator=g) * 1e-3).to(device) for p in params]
         rng.shuffle(order)

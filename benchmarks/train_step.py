@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -162,7 +163,8 @@ def run(args) -> None:
     times: dict[str, list[float]] = {name: [] for name in contenders}
     order = list(contenders)
     rng = random.Random(0)
-    for _ in range(args.rounds):
+    # progress on stderr when it is a terminal (the table goes to stdout)
+    for _ in tqdm(range(args.rounds), desc="rounds", unit="round", disable=None):
         for b in batches:
             rng.shuffle(order)
             for name in order:
