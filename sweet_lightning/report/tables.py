@@ -89,6 +89,15 @@ def chosen_lr_table(search: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "task", *[f"lr_{m}" for m in methods], "ee_mm_sweet_1e-5"])
 
 
+def _shown(path: Path) -> str:
+    """The run's folder as given from the working directory when it lies below it (so a report made
+    from a checkout names the same paths on every machine), else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _where(path: Path, roots: Sequence[Path]) -> str:
     for root in roots:
         try:
@@ -109,7 +118,7 @@ def runs_table(runs: Sequence[Run], chosen: dict, roots: Sequence[Path]) -> pd.D
             "auc": 100 * run.auc if run.auc is not None else math.nan, "last_exit": 100 * last,
             "chosen": run.status == "completed" and chosen.get((run.model, run.method, run.task)) == run.lr,
             "collapsed": "; ".join(f"{split}:L{layer}" for split, layer in run.collapsed),
-            "error": run.error.splitlines()[-1] if run.error else "", "note": run.note, "path": str(run.path),
+            "error": run.error.splitlines()[-1] if run.error else "", "note": run.note, "path": _shown(run.path),
         })
     table = pd.DataFrame(rows, columns=["run", "status", "method", "model", "task", "lr", "seed", "auc",
                                         "last_exit", "chosen", "collapsed", "error", "note", "path"])
