@@ -42,15 +42,19 @@ def draw_model_curves(grid: pd.DataFrame, points: pd.DataFrame, model: str, fig:
                             alpha=0.2, linewidth=0)
             marks = points[(points["task"] == task) & (points["method"] == method)]
             ax.plot(marks["speedup"], marks["mean"], "o", color=drawn[0].get_color(), markersize=3)
-        ax.set_title("average over tasks" if task == AVERAGE else task)
-        ax.set_xlabel("speedup ratio")
-        ax.set_ylabel("score (x100)")
-        ax.grid(alpha=0.3)
-        if i == 0:
-            ax.legend(fontsize="small")
+        _label_panel(ax, task, "speedup ratio", legend=i == 0)
     fig.suptitle(f"{model}: speed-accuracy (mean over seeds, 95% CI)")
     fig.tight_layout()
     return fig
+
+
+def _label_panel(ax, task: str, xlabel: str, legend: bool) -> None:
+    ax.set_title("average over tasks" if task == AVERAGE else task)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("score (x100)")
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize="small")
 
 
 def _panels(tasks: list[str], fig: Figure | None, height: float = 3.4) -> tuple[Figure, int, int]:
@@ -80,12 +84,7 @@ def draw_model_exits(table1: pd.DataFrame, model: str, fig: Figure | None = None
             ax.errorbar(rows["layer"], rows["mean"], yerr=std, marker="o", markersize=4, capsize=3,
                         color=COLORS.get(method), label=METHOD_NAMES.get(method, method))
         ax.set_xticks(layers)
-        ax.set_title("average over tasks" if task == AVERAGE else task)
-        ax.set_xlabel("exit layer")
-        ax.set_ylabel("score (x100)")
-        ax.grid(alpha=0.3)
-        if i == 0:
-            ax.legend(fontsize="small")
+        _label_panel(ax, task, "exit layer", legend=i == 0)
     fig.suptitle(f"{model}: individual exits (mean ± std over seeds)")
     fig.tight_layout()
     return fig
