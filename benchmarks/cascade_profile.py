@@ -19,7 +19,8 @@ Sides, each timed once per batch, in a shuffled order per batch:
 
     cascade          the cascade's training step as train.py runs it (one joint graph, one backward)
     cascade_by_member  the same module's members one after another (forward, loss, backward each),
-                     then one clip and one optimizer step: the joint graph's share of the gap
+                     then one clip and one optimizer step: the joint graph's share of the gap, and
+                     each of our members' forward and backward against its HF model's
     hf_members       AutoModelForSequenceClassification per member (`train_step.member_models`: the
                      member's own layers, embeddings, pooler and classifier values), trained one
                      after another on the same batch: what a user training the members alone pays
@@ -82,6 +83,12 @@ class Clock:
         self.seconds[phase] += time.perf_counter() - start
         return out
 
+    def add(self, other: Clock, prefix: str) -> None:
+        """`other`'s phases into this step's, and also under `prefix`:<phase> (one member's share)."""
+        for phase, seconds in other.seconds.items():
+            self.seconds[phase] += seconds
+            self.seconds[f"{prefix}:{phase}"] += seconds
+
 
 def cascade_step(module: CascadeModule, optimizer, clip: float):
     """The cascade module's own training step: `training_loss` (its forward timed on its own), backward,
@@ -110,11 +117,13 @@ def cascade_by_member_step(module: CascadeModule, optimizer, clip: float):
     def step(batch, clock: Clock) -> None:
         clock.time("zero_grad", optimizer.zero_grad, True)
         for member in module.net.members:
-            logits, _ = clock.time(
+            own = Clock(clock.sync)
+            logits, _ = own.time(
                 "forward", member, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
             )
-            loss = clock.time("loss", lambda lg=logits: module.exit_losses(lg, batch["labels"])[0])
-            clock.time("backward", loss.backward)
+            loss = own.time("loss", lambda lg=logits: module.exit_losses(lg, batch["labels"])[0])
+            own.time("backward", loss.backward)
+            clock.add(own, member_name(member.exit_layers[-1]))
         if clip > 0:
             clock.time("clip", module.configure_gradient_clipping, optimizer, clip, "norm")
         clock.time("optimizer", optimizer.step)
@@ -140,6 +149,10 @@ def hf_member_step(model, optimizer, clip: float):
         clock.time("optimizer", optimizer.step)
 
     return step
+
+
+def member_name(layers: int) -> str:
+    return f"L{layers}"
 
 
 def minor_faults() -> int:
@@ -218,7 +231,7 @@ def build_sides(args):
     member_steps = {}
     for layers, model in zip(exits, members, strict=True):
         model.to(args.device).train()
-        member_steps[f"hf_member_L{layers}"] = hf_member_step(
+        member_steps[member_name(layers)] = hf_member_step(
             model, make_optimizer(model.parameters(), args.adamw, 2e-5), args.clip
         )
 
@@ -226,9 +239,7 @@ def build_sides(args):
         for name, step in member_steps.items():
             own = Clock(clock.sync)
             step(batch, own)
-            for phase, seconds in own.seconds.items():
-                clock.seconds[phase] += seconds
-                clock.seconds[f"{name}:{phase}"] += seconds
+            clock.add(own, name)
 
     sides["hf_members"] = hf_members
     return sides, list(member_steps), members[0].config.vocab_size
@@ -279,24 +290,31 @@ def print_table(samples: dict[str, list[dict[str, float]]], member_names: list[s
     print(f"{'phase':<24}" + "".join(f"{n:>19}" for n in names) + f"{'cascade/hf':>12}")
     for key in (*PHASES, "total"):
         values = [median(samples[n], key) for n in names]
-        ratio = values[0] / values[-1] if values[-1] else float("nan")
+        ratio = f"{values[0] / values[-1]:.3f}" if values[-1] else "-"
         cells = "".join(f"{1000 * v:>19.1f}" for v in values)
-        print(f"{key:<24}{cells}{ratio:>12.3f}")
+        print(f"{key:<24}{cells}{ratio:>12}")
     cells = "".join(f"{median(samples[n], 'faults'):>19.0f}" for n in names)
     print(f"{'page faults/step':<24}{cells}")
-    # the members' own steps inside the hf_members side, and the estimator train_step.py uses
+    # each member: our member inside the cascade (cascade_by_member) against its HF model
     hf = samples["hf_members"]
-    print(f"\n{'hf member':<16}" + "".join(f"{p:>11}" for p in (*PHASES, "step")))
+    ours = samples.get("cascade_by_member")
+    print(f"\n{'member':<8}" + "".join(f"{'hf_' + p:>13}" for p in (*PHASES, "step")), end="")
+    print(f"{'ours_forward':>14}{'ours_backward':>15}{'fwd+bwd ours/hf':>17}" if ours else "")
     sum_of_medians = 0.0
     for name in member_names:
         steps = [sum(s.get(f"{name}:{p}", 0.0) for p in PHASES) for s in hf]
         sum_of_medians += statistics.median(steps)
-        cells = "".join(f"{1000 * median(hf, f'{name}:{p}'):>11.1f}" for p in PHASES)
-        print(f"{name:<16}{cells}{1000 * statistics.median(steps):>11.1f}")
+        cells = "".join(f"{1000 * median(hf, f'{name}:{p}'):>13.1f}" for p in PHASES)
+        print(f"{name:<8}{cells}{1000 * statistics.median(steps):>13.1f}", end="")
+        if ours:
+            fwd, bwd = median(ours, f"{name}:forward"), median(ours, f"{name}:backward")
+            hf_fb = median(hf, f"{name}:forward") + median(hf, f"{name}:backward")
+            print(f"{1000 * fwd:>14.1f}{1000 * bwd:>15.1f}{(fwd + bwd) / hf_fb:>17.3f}", end="")
+        print()
     cascade = median(samples["cascade"], "total")
     print(
         f"# cascade / hf_members (median of step totals): {cascade / median(hf, 'total'):.3f}; "
-        f"cascade / sum of the members' median phase sums (train_step.py's estimator): "
+        f"cascade / sum of the members' median steps (train_step.py's former estimator): "
         f"{cascade / sum_of_medians:.3f}"
     )
 
