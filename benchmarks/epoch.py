@@ -117,7 +117,7 @@ def hf_model(cfg):
     from omegaconf import OmegaConf
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from sweet_lightning.models import resolve_pretrained
+    from sweet_lightning.modeling import resolve_pretrained
     from sweet_lightning.tasks import get_task
 
     path, num_labels = resolve_pretrained(cfg.model.pretrained), get_task(cfg.task.name).num_labels

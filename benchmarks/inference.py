@@ -39,7 +39,7 @@ from sweet_lightning.evaluation import simulate_exits, softmax, speedup  # noqa:
 from sweet_lightning.inference import AdaptiveClassifier, length_sorted_batches  # noqa: E402
 from sweet_lightning.inference.inputs import read_texts  # noqa: E402
 from sweet_lightning.methods import METHODS  # noqa: E402
-from sweet_lightning.models import load_tokenizer  # noqa: E402
+from sweet_lightning.modeling import load_tokenizer  # noqa: E402
 
 
 def build_parser() -> cli.Parser:

@@ -87,7 +87,7 @@ def check_trainer(cfg: DictConfig) -> None:
 
 def check_max_seq_length(cfg: DictConfig, module) -> None:
     """Longer inputs than the model has positions for would fail mid-epoch with a tensor-size error."""
-    from sweet_lightning.backbone import SegmentedEncoder
+    from sweet_lightning.modeling import SegmentedEncoder
 
     limit = SegmentedEncoder.max_length_of(module)
     if limit is not None and int(cfg.max_seq_length) > limit:
@@ -133,7 +133,7 @@ def _instantiate_module(instantiate, method_cfg, cfg, model):
 
 def build_datamodule(cfg: DictConfig):
     from sweet_lightning.data import GlueDataModule
-    from sweet_lightning.models import resolve_pretrained
+    from sweet_lightning.modeling import resolve_pretrained
 
     return GlueDataModule(
         task=cfg.task.name,

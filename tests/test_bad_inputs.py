@@ -351,7 +351,7 @@ def test_glue_file_without_the_tasks_columns_names_them(tmp_path):
 
 
 def test_backbone_package_not_installed_names_the_install():
-    from sweet_lightning.models import resolve_pretrained
+    from sweet_lightning.modeling import resolve_pretrained
 
     with pytest.raises(RuntimeError) as err:
         resolve_pretrained("package:no_such_backbone")

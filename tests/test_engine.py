@@ -18,7 +18,7 @@ from sweet_lightning.evaluation import get_policy, simulate_exits, softmax, spee
 from sweet_lightning.inference import AdaptiveClassifier, length_sorted_batches, resolve_source
 from sweet_lightning.inference.inputs import InputError, read_texts, text_columns
 from sweet_lightning.methods import METHODS
-from sweet_lightning.models import load_tokenizer
+from sweet_lightning.modeling import load_tokenizer
 from sweet_lightning.predict import main as predict_main
 from sweet_lightning.tasks import get_task
 
@@ -238,7 +238,7 @@ def test_decisions_equal_simulation_on_the_same_logits_even_at_ties(modules, pol
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
 @pytest.mark.parametrize("style", [("tanh", 0.0), ("gelu", 0.2)])  # BERT's pooler, DeBERTa's
 def test_inference_heads_are_bit_identical_to_the_modules(pooling, style):
-    from sweet_lightning.heads import ExitHead, Pooler, inference_heads
+    from sweet_lightning.modeling import ExitHead, Pooler, inference_heads
 
     torch.manual_seed(0)
     activation, dropout = style

@@ -23,9 +23,8 @@ from sweet_lightning.analysis.gradients import (
 )
 from sweet_lightning.analysis.gradients_run import check_request, fine_tune
 from sweet_lightning.analysis.heatmap import format_table, plot_heatmap
-from sweet_lightning.backbone import SegmentedEncoder
 from sweet_lightning.methods import CascadeModule, EarlyExitModule, SweetModule
-from sweet_lightning.multi_exit import MultiExitModel
+from sweet_lightning.modeling import MultiExitModel, SegmentedEncoder
 
 REPO = Path(__file__).resolve().parent.parent
 EXITS = [1, 3, 4, 6]

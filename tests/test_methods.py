@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sweet_lightning.methods import CascadeModule, EarlyExitModule, SweetModule
-from sweet_lightning.multi_exit import check_exit_layers
+from sweet_lightning.modeling import check_exit_layers
 
 TINY = dict(
     task="rte",

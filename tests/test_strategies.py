@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from transformers import AutoModel, BertConfig, DebertaV2Config, MPNetConfig
 
-from sweet_lightning.backbone import SegmentedEncoder
 from sweet_lightning.methods import (
     METHODS,
     AlternatingModule,
@@ -24,7 +23,7 @@ from sweet_lightning.methods import (
 )
 from sweet_lightning.methods.alternating import check_unused_parameters_allowed
 from sweet_lightning.methods.two_stage import stage1_epoch_count
-from sweet_lightning.multi_exit import MultiExitModel, scale_gradient
+from sweet_lightning.modeling import MultiExitModel, SegmentedEncoder, scale_gradient
 
 EXITS = [1, 3, 4, 6]
 NO_DROPOUT = dict(

@@ -175,7 +175,7 @@ def test_console_gets_each_lightning_line_once_and_no_third_party_noise():
         warnings.warn_explicit(
             leafspec, FutureWarning, "_pytree.py", 21, module="lightning.pytorch.utilities._pytree"
         )
-        warnings.warn_explicit(leafspec, FutureWarning, "ours.py", 1, module="sweet_lightning.backbone")
+        warnings.warn_explicit(leafspec, FutureWarning, "ours.py", 1, module="sweet_lightning.modeling")
         warnings.warn_explicit(
             "other", FutureWarning, "_pytree.py", 30, module="lightning.pytorch.utilities._pytree"
         )

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sweet_lightning.backbone import SegmentedEncoder
 from sweet_lightning.batching import length_order
 from sweet_lightning.evaluation import speed_accuracy_curve, speedup
 from sweet_lightning.inference.engine import AdaptiveEngine
@@ -31,7 +30,7 @@ from sweet_lightning.inference.loading import (
     resolve_source,
 )
 from sweet_lightning.methods.base import AdaptiveModule
-from sweet_lightning.models import load_tokenizer
+from sweet_lightning.modeling import SegmentedEncoder, load_tokenizer
 
 Text = str | tuple[str, str] | list[str]
 DEFAULT_MAX_LENGTH = 512

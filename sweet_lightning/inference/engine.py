@@ -12,7 +12,7 @@ logits, with the same temperature and softmax arithmetic as `simulate_exits`, so
 agrees with the simulation on cached logits row for row (tests/test_engine.py checks it).
 
 Per-exit overhead is kept small because at batch 1 it is paid once per exit per example: heads
-run through `heads.inference_heads` (bit-identical, fewer calls); the built-in per-exit
+run through `modeling.inference_heads` (bit-identical, fewer calls); the built-in per-exit
 policies (confidence, entropy, learned) see only the current exit (no history is stacked);
 one row with two classes is decided on Python floats with the same IEEE operations as the
 NumPy path; nothing is gathered or rebuilt when no row leaves; and at a threshold that lets
@@ -40,8 +40,7 @@ from sweet_lightning.evaluation.policies import (
     LearnedPolicy,
     PatiencePolicy,
 )
-from sweet_lightning.heads import PoolingCache, inference_heads
-from sweet_lightning.multi_exit import CascadeModel, MultiExitModel
+from sweet_lightning.modeling import CascadeModel, MultiExitModel, PoolingCache, inference_heads
 
 
 @dataclass(frozen=True)

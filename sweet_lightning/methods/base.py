@@ -20,7 +20,7 @@ from torch.utils.data import DistributedSampler
 
 from sweet_lightning.batching import LengthOrdered, dataset_order
 from sweet_lightning.methods.weights import resolve_exit_weights
-from sweet_lightning.models import load_encoder
+from sweet_lightning.modeling import load_encoder
 from sweet_lightning.tasks import get_task
 
 

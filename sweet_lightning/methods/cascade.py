@@ -6,7 +6,7 @@ import torch
 from lightning.pytorch.utilities import GradClipAlgorithmType
 
 from sweet_lightning.methods.base import AdaptiveModule
-from sweet_lightning.multi_exit import CascadeModel
+from sweet_lightning.modeling import CascadeModel
 
 
 class CascadeModule(AdaptiveModule):

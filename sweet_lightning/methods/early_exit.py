@@ -2,7 +2,7 @@
 loss reaching every layer below its classifier."""
 
 from sweet_lightning.methods.base import AdaptiveModule
-from sweet_lightning.multi_exit import MultiExitModel
+from sweet_lightning.modeling import MultiExitModel
 
 
 class EarlyExitModule(AdaptiveModule):

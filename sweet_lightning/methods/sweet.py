@@ -3,7 +3,7 @@ exit i-1 up to exit i (classifier 1 also owns the embeddings). All exits still t
 forward/backward pass; the state entering each later segment is detached."""
 
 from sweet_lightning.methods.base import AdaptiveModule
-from sweet_lightning.multi_exit import MultiExitModel
+from sweet_lightning.modeling import MultiExitModel
 
 
 class SweetModule(AdaptiveModule):

@@ -14,7 +14,7 @@ report shows each alpha as a method of its own and a sweep's runs land in differ
 """
 
 from sweet_lightning.methods.base import AdaptiveModule
-from sweet_lightning.multi_exit import MultiExitModel, check_boundary_grad
+from sweet_lightning.modeling import MultiExitModel, check_boundary_grad
 
 
 class GradientScaledSweetModule(AdaptiveModule):
