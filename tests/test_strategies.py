@@ -21,8 +21,8 @@ from sweet_lightning.methods import (
     SweetModule,
     TwoStageModule,
 )
-from sweet_lightning.methods.alternating import check_unused_parameters_allowed
-from sweet_lightning.methods.two_stage import stage1_epoch_count
+from sweet_lightning.methods.base import check_unused_parameters_allowed
+from sweet_lightning.methods import stage1_epoch_count
 from sweet_lightning.modeling import MultiExitModel, SegmentedEncoder, scale_gradient
 
 EXITS = [1, 3, 4, 6]
