@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from sweet_lightning.cli import OverrideError, expand_overrides
 from sweet_lightning.data import GlueDataModule, read_glue_tsv
 from sweet_lightning.evaluate import main as evaluate_main
 from sweet_lightning.inference import resolve_source
 from sweet_lightning.inference.inputs import InputError, read_texts
+from sweet_lightning.overrides import OverrideError, expand_overrides
 from sweet_lightning.predict import main as predict_main
 from sweet_lightning.tasks import get_task
 from sweet_lightning.train import check_config, train

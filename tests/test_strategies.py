@@ -20,9 +20,9 @@ from sweet_lightning.methods import (
     GradientScaledSweetModule,
     SweetModule,
     TwoStageModule,
+    stage1_epoch_count,
 )
 from sweet_lightning.methods.base import check_unused_parameters_allowed
-from sweet_lightning.methods import stage1_epoch_count
 from sweet_lightning.modeling import MultiExitModel, SegmentedEncoder, scale_gradient
 
 EXITS = [1, 3, 4, 6]

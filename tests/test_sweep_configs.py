@@ -4,7 +4,7 @@ import pytest
 from omegaconf import OmegaConf
 from sweep_utils import compose
 
-from sweet_lightning.cli import group_options
+from sweet_lightning.overrides import group_options
 
 
 @pytest.fixture(autouse=True)
