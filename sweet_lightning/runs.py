@@ -55,7 +55,13 @@ NOT_IDENTITY = (
     "data.sort_eval_by_length",  # the eval rows' order: float noise at most, outputs in dataset order
 )
 # keys added after runs were stored: a stored run without one ran as this value says
-ADDED_KEYS = {"data.group_by_length": False}
+ADDED_KEYS = {
+    "data.group_by_length": False,
+    "data._target_": "sweet_lightning.data.GlueDataModule",
+    "evaluation._target_": "sweet_lightning.evaluation.callback.AdaptiveEvaluation",
+}
+# interpolations that read the environment or the run dir rather than other keys (see derived_keys)
+ENVIRONMENT_RESOLVERS = ("oc.env:", "sl.deterministic:", "now:", "hydra:", "sl.sweep_group:")
 
 
 class RunDirConflict(RuntimeError):
@@ -68,9 +74,24 @@ def _refused(err: BaseException) -> bool:
     return isinstance(err, (RunDirConflict, RunDirLocked))
 
 
-def _identity(config: dict) -> dict:
+def derived_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """Dotted keys whose value only passes on other keys (`${lr}`; conf/train.yaml's constructor
+    nodes `module`, `data`, `evaluation` are mostly such). A run is compared through the keys they
+    read, so runs stored before those nodes existed still match the same command."""
+    keys = []
+    for key in cfg:
+        node = cfg._get_node(key)
+        if OmegaConf.is_interpolation(cfg, key):
+            if not any(resolver in str(node._value()) for resolver in ENVIRONMENT_RESOLVERS):
+                keys.append(f"{prefix}{key}")
+        elif isinstance(node, DictConfig):
+            keys += derived_keys(node, f"{prefix}{key}.")
+    return keys
+
+
+def _identity(config: dict, derived: list[str]) -> dict:
     config = copy.deepcopy(config)
-    for dotted in NOT_IDENTITY:
+    for dotted in (*NOT_IDENTITY, *derived):
         *groups, key = dotted.split(".")
         _group(config, groups).pop(key, None)
     for dotted, value in ADDED_KEYS.items():
@@ -113,7 +134,8 @@ def completed_value(cfg: DictConfig, out: Path) -> float | None:
     previous = RunRecord.read(out)
     if previous is None or not previous.completed or cfg.get("redo"):
         return None
-    diff = config_diff(_identity(previous.config or {}), _identity(resolved(cfg)))
+    derived = derived_keys(cfg)
+    diff = config_diff(_identity(previous.config or {}, derived), _identity(resolved(cfg), derived))
     if diff:
         shown = ", ".join(diff[:8]) + (", ..." if len(diff) > 8 else "")
         raise RunDirConflict(

