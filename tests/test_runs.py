@@ -236,3 +236,31 @@ def test_resumed_csv_log_keeps_the_earlier_rows(tmp_path):
     fresh.log_metrics({"train/loss": 0.1}, step=0)
     fresh.save()
     assert [r["train/loss"] for r in rows()] == ["0.1"]
+
+
+def test_run_stored_before_the_constructor_nodes_is_the_same_run(tmp_path):
+    """conf/train.yaml's `module`, `data` and `evaluation` nodes only pass on other keys to the
+    constructors: a run stored before they existed (as tests/fixtures/old_run) is skipped by the same
+    command, and still conflicts with a command that changes a key they read."""
+    from omegaconf import open_dict
+
+    from tests.conftest import compose
+
+    def job(*overrides):
+        cfg = compose(["model=tiny_bert", "train_size=32", "lr=5e-4", f"run_dir={tmp_path}", *overrides])
+        with open_dict(cfg):
+            del cfg["hydra"]  # as a Hydra job receives it
+        return cfg
+
+    stored = runs.resolved(job())
+    del stored["module"]
+    passed_on = "task tokenizer train_size max_seq_length batch_size eval_batch_size seed calibration_size"
+    for key in ["_target_", *passed_on.split()]:
+        del stored["data"][key]
+    for key in ("_target_", "policy", "calibration", "seed"):
+        del stored["evaluation"][key]
+    write(tmp_path, "completed", OmegaConf.create(stored), {"val/auc": 0.75})
+    assert runs.completed_value(job(), tmp_path) == 0.75
+    assert {"module.optimizer", "data.train_size", "evaluation.policy"} <= set(runs.derived_keys(job()))
+    with pytest.raises(runs.RunDirConflict, match=r"differs in: train_size\)"):
+        runs.completed_value(job("train_size=48"), tmp_path)
