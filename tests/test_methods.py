@@ -190,3 +190,14 @@ def test_cascade_members_are_clipped_independently():
 def test_cascade_refuses_a_shared_pooler():
     with pytest.raises(ValueError, match="method.shared_pooler=true does not apply to method=cascade"):
         CascadeModule(**TINY, shared_pooler=True)
+
+
+def test_the_optimizer_comes_from_the_config_alone():
+    """The learning rate reaches the module once, inside conf/train.yaml's optimizer: a module built
+    without one has no AdamW of its own to fall back on, and says where the optimizer comes from."""
+    module = EarlyExitModule(**{**TINY, "optimizer": None})
+    with pytest.raises(ValueError, match=r"built without an optimizer: pass optimizer= \(conf/train.yaml's"):
+        module.make_optimizer()
+    assert "lr" not in module.hparams and "optimizer" not in module.hparams
+    adamw = EarlyExitModule(**TINY).make_optimizer()
+    assert adamw.defaults["lr"] == 2e-5 and adamw.defaults["weight_decay"] == 0.0  # conf/train.yaml's
