@@ -98,7 +98,8 @@ def load_tokenizer(pretrained: str):
 
 BERT_LIKE = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie", "data2vec-text"}
 DEBERTA_LIKE = {"deberta", "deberta-v2"}
-SUPPORTED = sorted(BERT_LIKE | DEBERTA_LIKE | {"mpnet"})
+FAMILY = {**dict.fromkeys(BERT_LIKE, "bert"), **dict.fromkeys(DEBERTA_LIKE, "deberta"), "mpnet": "mpnet"}
+SUPPORTED = sorted(FAMILY)
 
 
 @dataclass
@@ -132,16 +133,11 @@ class SegmentedEncoder(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         model_type = getattr(model.config, "model_type", "")
-        if model_type in BERT_LIKE:
-            self.family = "bert"
-        elif model_type in DEBERTA_LIKE:
-            self.family = "deberta"
-        elif model_type == "mpnet":
-            self.family = "mpnet"
-        else:
+        if model_type not in FAMILY:
             raise ValueError(
                 f"Unsupported encoder type {model_type!r}: supported are {', '.join(SUPPORTED)}."
             )
+        self.family = FAMILY[model_type]
         self.model = model
         self.config = model.config
 

@@ -88,36 +88,37 @@ def _train(cfg: DictConfig) -> float:
 # ---- the run's objects, built by Hydra from conf/train.yaml's `module`, `data`, `evaluation`
 
 
-def build_module(cfg: DictConfig):
-    """The LightningModule: conf/method's class and keys with the `module` node's arguments (`name`
-    aside: it names the run, not the module)."""
+def build(node, **kwargs):
+    """hydra.utils.instantiate, with our own one-line errors (offline hub, bad exit layers, an unknown
+    exit policy) surfaced instead of Hydra's wrapper around them."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    spec = {
-        **OmegaConf.to_container(cfg.method, resolve=True),
-        **OmegaConf.to_container(cfg.module, resolve=True),
-    }
-    spec.pop("name", None)
     try:
-        return instantiate(spec, _convert_="all")
+        return instantiate(node, **kwargs)
     except InstantiationException as err:
-        # surface our own one-line errors (offline hub, bad exit layers) instead of Hydra's wrapper
         if isinstance(err.__cause__, (ValueError, RuntimeError)):
             raise err.__cause__ from None
         raise
 
 
-def build_datamodule(cfg: DictConfig):
-    from hydra.utils import instantiate
+def build_module(cfg: DictConfig):
+    """The LightningModule: conf/method's class and keys with the `module` node's arguments (`name`
+    aside: it names the run, not the module)."""
+    spec = {
+        **OmegaConf.to_container(cfg.method, resolve=True),
+        **OmegaConf.to_container(cfg.module, resolve=True),
+    }
+    spec.pop("name", None)
+    return build(spec, _convert_="all")
 
-    return instantiate(cfg.data)
+
+def build_datamodule(cfg: DictConfig):
+    return build(cfg.data)
 
 
 def build_evaluation(cfg: DictConfig):
-    from hydra.utils import instantiate
-
-    return instantiate(cfg.evaluation, _convert_="all")
+    return build(cfg.evaluation, _convert_="all")
 
 
 def build_trainer(cfg: DictConfig, evaluation, out: Path):
