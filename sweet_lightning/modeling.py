@@ -439,7 +439,7 @@ class MultiExitModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> Iterator[torch.Tensor]:
         """The hidden state [B, T, H] at each exit layer, computed lazily (segment by segment)."""
-        hidden = self.encoder.embed(input_ids, attention_mask, token_type_ids)
+        hidden = self.encoder.embed(input_ids, attention_mask, token_type_ids)  # [B, T] ids -> [B, T, H]
         ctx = self.encoder.context(hidden, attention_mask)
         for i, (start, end) in enumerate(self.segments()):
             if i > 0:
@@ -464,7 +464,7 @@ class MultiExitModel(nn.Module):
         random draws (dropout) come in the same order as they always have."""
         logits, scores = [], []
         for hidden, head in zip(states, self.heads, strict=True):
-            lg, sc = head(hidden, attention_mask)
+            lg, sc = head(hidden, attention_mask)  # [B, C], [B] or None
             logits.append(lg)
             scores.append(sc)
         return logits, scores

@@ -53,13 +53,12 @@ NOT_IDENTITY = (
     "data.cache_dir",
     "data.num_workers",
     "data.sort_eval_by_length",  # the eval rows' order: float noise at most, outputs in dataset order
+    # where the constructor lives in the code, not what it computes (runs stored before these existed)
+    "data._target_",
+    "evaluation._target_",
 )
 # keys added after runs were stored: a stored run without one ran as this value says
-ADDED_KEYS = {
-    "data.group_by_length": False,
-    "data._target_": "sweet_lightning.data.GlueDataModule",
-    "evaluation._target_": "sweet_lightning.evaluation.callback.AdaptiveEvaluation",
-}
+ADDED_KEYS = {"data.group_by_length": False}
 # interpolations that read the environment or the run dir rather than other keys (see derived_keys)
 ENVIRONMENT_RESOLVERS = ("oc.env:", "sl.deterministic:", "now:", "hydra:", "sl.sweep_group:")
 
