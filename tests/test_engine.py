@@ -17,6 +17,7 @@ import torch
 from sweet_lightning.evaluation import get_policy, simulate_exits, softmax, speedup
 from sweet_lightning.inference import AdaptiveClassifier, length_sorted_batches, resolve_source
 from sweet_lightning.inference.inputs import InputError, read_texts, text_columns
+from sweet_lightning.inference.loading import load_module
 from sweet_lightning.methods import METHODS
 from sweet_lightning.modeling import load_tokenizer
 from sweet_lightning.predict import main as predict_main
@@ -613,3 +614,23 @@ def test_engine_matches_simulation_on_pretrained_minilm(tokenizer, method):
                 np.testing.assert_array_equal(out.label_ids, expected.predictions)
                 used_exits.update(out.exit_index.tolist())
     assert used_exits == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("method", ["sweet_alpha", "two_stage", "cascade"])
+def test_checkpoints_that_recorded_lr_still_load(tmp_path, method):
+    """Before conf/train.yaml's `module` node the module took `lr` (the optimizer now carries it) and
+    every checkpoint recorded it: such a checkpoint loads into the same weights."""
+    extra = {"sweet_alpha": {"alpha": 0.25}, "two_stage": {"stage1_epochs": 1}, "cascade": {}}[method]
+    module = METHODS[method](**TINY, **extra)
+    path = tmp_path / "old.ckpt"
+    save_checkpoint(module, path)
+    ckpt = torch.load(path, weights_only=False)
+    assert "lr" not in ckpt["hyper_parameters"]
+    ckpt["hyper_parameters"]["lr"] = 2e-5  # what the older code wrote
+    torch.save(ckpt, path)
+    loaded = load_module(resolve_source(path))
+    assert type(loaded) is METHODS[method] and loaded.hparams.get("lr") is None
+    for (name, a), (_, b) in zip(module.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    if method == "sweet_alpha":
+        assert loaded.net.boundary_grad == 0.25
