@@ -3,10 +3,12 @@
 import datasets
 import pytest
 import torch
+import yaml
+from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
-from benchmarks import epoch, optimizer
-from benchmarks.common import compose
+from benchmarks import cascade_profile, epoch, main_run, optimizer
+from benchmarks.common import REPO, compose
 from benchmarks.train_step import member_models
 from sweet_lightning.methods import METHODS
 from sweet_lightning.methods.base import linear_decay_schedule
@@ -99,3 +101,104 @@ def test_trainer_side_has_our_optimizer_and_schedule(adamw, tmp_path):
     for _ in range(10):
         assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(ours.get_last_lr()[0])
         opt.step(), trainer.lr_scheduler.step(), ours.optimizer.step(), ours.step()
+
+
+def _grads(model) -> list:
+    return [p.grad.clone() if p.grad is not None else None for p in model.parameters()]
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.05])
+def test_cascade_profile_times_the_real_steps(clip):
+    """Each side of cascade_profile.py computes what the step it names computes: the cascade's step
+    the gradients of its own `training_loss` (clipped per member by its own hook), an HF member's
+    step those of the model's own loss; every cascade parameter gets a gradient, and the cascade
+    holds exactly as many parameters as its HF members together (no extra optimizer work)."""
+    torch.manual_seed(0)
+    cascade = METHODS["cascade"](
+        task="rte", pretrained=MINILM, exit_layers=[1, 2, 4], random_init=True, config_overrides=TINY
+    ).train()
+    hf_members = [m.train() for m in member_models(cascade, num_labels=2)]
+    assert sum(p.numel() for p in cascade.parameters()) == sum(
+        p.numel() for m in hf_members for p in m.parameters()
+    )
+    batch = {
+        "input_ids": torch.randint(1000, 2000, (3, 7)),
+        "attention_mask": torch.tensor([[1] * 7, [1] * 5 + [0] * 2, [1] * 3 + [0] * 4]),
+        "labels": torch.tensor([0, 1, 1]),
+    }
+    torch.manual_seed(1)  # the same dropout masks
+    cascade.training_loss(batch, 0, 0)[0].backward()
+    if clip:
+        for member in cascade.net.members:
+            torch.nn.utils.clip_grad_norm_(list(member.parameters()), clip)
+    expected = _grads(cascade)
+    assert all(g is not None for g in expected)
+    still = torch.optim.SGD(cascade.parameters(), lr=0.0)  # steps without moving: the gradients stay
+    clock = cascade_profile.Clock(lambda: None)
+    torch.manual_seed(1)
+    cascade_profile.cascade_step(cascade, still, clip)(batch, clock)
+    for got, want in zip(_grads(cascade), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert "training_forward" not in vars(cascade)  # the timing wrapper is gone after the step
+    assert (
+        clock.seconds["forward"] > 0
+        and clock.seconds["loss"] >= 0
+        and (clip > 0) == ("clip" in clock.seconds)
+    )
+
+    hf = hf_members[-1]
+    torch.manual_seed(1)
+    hf(**batch).loss.backward()
+    if clip:
+        torch.nn.utils.clip_grad_norm_(hf.parameters(), clip)
+    expected = _grads(hf)
+    torch.manual_seed(1)
+    cascade_profile.hf_member_step(hf, torch.optim.SGD(hf.parameters(), lr=0.0), clip)(
+        batch, cascade_profile.Clock(lambda: None)
+    )
+    for got, want in zip(_grads(hf), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_main_run_is_the_readme_command_with_the_old_defaults_put_back():
+    """main_run.py runs the README's main command; its old side changes exactly the defaults issue 11
+    changed, each to a value other than today's, and nothing on the new side."""
+    readme = (REPO / "README.md").read_text()
+    command = "python launch.py " + " ".join(main_run.MAIN_COMMAND)
+    assert any(line.split("#")[0].strip() == command for line in readme.splitlines()[:15])
+    today = compose(main_run.MAIN_COMMAND)
+    old = compose(main_run.MAIN_COMMAND + main_run.OLD_SETTINGS)
+    for setting in main_run.OLD_SETTINGS:
+        key, value = setting.split("=")
+        parent, leaf = key.rsplit(".", 1)
+        # unresolved: trainer.deterministic's default is an interpolation that depends on the machine
+        before = OmegaConf.to_container(OmegaConf.select(today, parent), resolve=False)
+        after = OmegaConf.to_container(OmegaConf.select(old, parent), resolve=False)
+        assert leaf in before, f"{key} is no config key today"
+        assert after[leaf] == yaml.safe_load(value) != before[leaf], key
+    run_dir = REPO / "unused"
+    new_argv, new_cwd = main_run.side_command("new", ["model=tiny_bert"], run_dir, None)
+    old_argv, _ = main_run.side_command("old", ["model=tiny_bert"], run_dir, None)
+    assert new_cwd == REPO and new_argv[1:] == [
+        "launch.py",
+        "method=sweet",
+        "task=glue/rte",
+        "model=tiny_bert",
+        f"run_dir={run_dir}",
+    ]
+    assert set(old_argv) - set(new_argv) == set(main_run.OLD_SETTINGS)
+    elsewhere = REPO / "benchmarks"  # any folder: only the argv and working directory are built
+    argv, cwd = main_run.side_command("old", [], run_dir, elsewhere)
+    assert cwd == elsewhere and not set(argv) & set(main_run.OLD_SETTINGS)
+
+
+def test_main_run_overrides_replace_earlier_values_of_the_same_key():
+    merged = main_run.merge_overrides(
+        ["model=minilm_l6", "task=glue/rte"], ["++trainer.max_steps=2", "model=tiny_bert"]
+    )
+    assert merged == ["task=glue/rte", "++trainer.max_steps=2", "model=tiny_bert"]
+    assert main_run.side_order("alternate", 0) == ["old", "new"] and main_run.side_order("alternate", 1) == [
+        "new",
+        "old",
+    ]
+    assert main_run.side_order("new-first", 0) == ["new", "old"]

@@ -64,6 +64,8 @@ TOOLS = {
     "python -m sweet_lightning.reproduce": "sweet_lightning.reproduce",
     "python -m sweet_lightning.analysis.gradients": "sweet_lightning.analysis.gradients",
     "python benchmarks/cascade_backward.py": "benchmarks.cascade_backward",
+    "python benchmarks/cascade_profile.py": "benchmarks.cascade_profile",
+    "python benchmarks/main_run.py": "benchmarks.main_run",
     "python benchmarks/epoch.py": "benchmarks.epoch",
     "python benchmarks/eval_share.py": "benchmarks.eval_share",
     "python benchmarks/optimizer.py": "benchmarks.optimizer",
