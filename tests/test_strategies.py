@@ -222,7 +222,7 @@ def test_alpha_outside_0_1_is_refused(alpha):
 
 
 def test_sweet_alpha_run_name_carries_alpha():
-    from sweep_utils import compose
+    from conftest import compose
 
     cfg = compose(["method=sweet_alpha", "method.alpha=0.25"])
     assert cfg.method.name == "sweet_alpha0.25"
@@ -452,7 +452,7 @@ def test_checkpoint_record_names_the_class_whatever_the_run_is_called():
 
 @pytest.mark.parametrize("method", ["weighted_early_exit", "two_stage", "alternating", "sweet_alpha"])
 def test_method_configs_name_their_class(method):
-    from sweep_utils import compose
+    from conftest import compose
 
     cfg = compose([f"method={method}"])
     target = cfg.method._target_.rsplit(".", 1)[1]

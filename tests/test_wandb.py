@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sweep_utils import TINY, compose, job_dirs, launch, results
+from conftest import compose
+from sweep_utils import TINY, job_dirs, launch, results
 from wandb_records import offline_runs, read_run
 
 from sweet_lightning.evaluation import evaluate_logits
