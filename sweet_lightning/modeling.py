@@ -477,15 +477,8 @@ class CascadeModel(nn.Module):
     exit_layers[i] layers. At inference members run small to large.
     """
 
-    def __init__(
-        self,
-        encoder: SegmentedEncoder,
-        exit_layers: Sequence[int],
-        num_labels: int,
-        pooling: str = "cls",
-        dropout: float = 0.1,
-        learned_exit: bool = False,
-    ):
+    def __init__(self, encoder: SegmentedEncoder, exit_layers: Sequence[int], num_labels: int, **head_kwargs):
+        """`head_kwargs`: each member's head, as MultiExitModel takes them (pooling, dropout, learned_exit)."""
         super().__init__()
         self.exit_layers = check_exit_layers(exit_layers, encoder.num_layers)
         self.num_layers = encoder.num_layers
@@ -493,11 +486,7 @@ class CascadeModel(nn.Module):
         for layers in self.exit_layers:
             member_encoder = copy.deepcopy(encoder)
             member_encoder.truncate(layers)
-            members.append(
-                MultiExitModel(
-                    member_encoder, [layers], num_labels, pooling, dropout, learned_exit=learned_exit
-                )
-            )
+            members.append(MultiExitModel(member_encoder, [layers], num_labels, **head_kwargs))
         self.members = nn.ModuleList(members)
 
     def forward(

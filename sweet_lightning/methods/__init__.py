@@ -74,7 +74,14 @@ class CascadeModule(AdaptiveModule):
                 "method.shared_pooler=true does not apply to method=cascade: its members are independent "
                 "models and share nothing; drop the key."
             )
-        return CascadeModel(encoder, exit_layers, self.task.num_labels, pooling, dropout, learned_exit)
+        return CascadeModel(
+            encoder,
+            exit_layers,
+            self.task.num_labels,
+            pooling=pooling,
+            dropout=dropout,
+            learned_exit=learned_exit,
+        )
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         """Clip each member's gradient norm on its own.
