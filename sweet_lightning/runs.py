@@ -108,6 +108,19 @@ def _group(config: dict, names: list[str]) -> dict:
     return config
 
 
+def run_dir_keys(config: Any, out: Path, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is a path at or under the run dir `out` (trainer.default_root_dir, a
+    checkpoint's dirpath): where the checkout lives, not what the run computes. A sweep re-launched
+    from another clone or folder still skips the runs committed in it."""
+    if isinstance(config, dict):
+        return [k for key, v in config.items() for k in run_dir_keys(v, out, f"{prefix}{key}.")]
+    if isinstance(config, str) and config:
+        root, path = out.resolve(), Path(config).resolve()
+        if path == root or root in path.parents:
+            return [prefix.rstrip(".")]
+    return []
+
+
 def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two plain configs."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -133,8 +146,9 @@ def completed_value(cfg: DictConfig, out: Path) -> float | None:
     previous = RunRecord.read(out)
     if previous is None or not previous.completed or cfg.get("redo"):
         return None
-    derived = derived_keys(cfg)
-    diff = config_diff(_identity(previous.config or {}, derived), _identity(resolved(cfg), derived))
+    current = resolved(cfg)
+    ignored = derived_keys(cfg) + run_dir_keys(current, out)
+    diff = config_diff(_identity(previous.config or {}, ignored), _identity(current, ignored))
     if diff:
         shown = ", ".join(diff[:8]) + (", ..." if len(diff) > 8 else "")
         raise RunDirConflict(
@@ -301,9 +315,7 @@ def record_interrupted(cfg: DictConfig, out: Path) -> None:
     path = record.save(out)
     record_outcome(out, INTERRUPTED, f"stopped by SIGTERM; last checkpoint: {record.checkpoint}")
     start = "the start (no epoch ended)" if ckpt is None else ckpt
-    log.error(
-        "interrupted by SIGTERM: recorded in %s; resume=true continues from %s", path, start
-    )
+    log.error("interrupted by SIGTERM: recorded in %s; resume=true continues from %s", path, start)
 
 
 def record_outcome(out: Path, outcome: str, reason: str = "") -> None:

@@ -50,6 +50,27 @@ def test_run_stored_before_length_grouping_existed_counts_as_ungrouped(tmp_path)
         runs.completed_value(cfg(data={"glue_dir": "a", "group_by_length": True}), tmp_path)
 
 
+def test_run_moved_with_its_checkout_is_the_same_run(tmp_path):
+    """A committed sweep re-launched from another clone: the stored paths under the old run dir differ,
+    the run does not (without this, every committed run was refused as another configuration)."""
+    old, new = tmp_path / "old" / "run", tmp_path / "new" / "run"
+
+    def at(out, **over):
+        paths = {
+            "trainer": {"default_root_dir": str(out)},
+            "callbacks": {"ckpt": {"dirpath": f"{out}/checkpoints"}},
+        }
+        return cfg(**paths, **over)
+
+    write(new, "completed", at(old), {"val/auc": 0.75})
+    assert runs.completed_value(at(new), new) == 0.75
+    # a path outside the run dir is still part of what identifies it
+    with pytest.raises(runs.RunDirConflict, match=r"trainer\.default_root_dir"):
+        runs.completed_value(at(tmp_path / "elsewhere"), new)
+    with pytest.raises(runs.RunDirConflict, match="differs in: lr"):
+        runs.completed_value(at(new, lr=3e-5), new)
+
+
 def test_redo_and_failed_runs_run_again(tmp_path):
     write(tmp_path, "completed", cfg(), {"val/auc": 0.75})
     assert runs.completed_value(cfg(redo=True), tmp_path) is None
