@@ -180,7 +180,7 @@ def pick_thresholds(clf, logits, scores, targets: list[float]) -> list[float]:
     simulated = []
     for t in candidate_thresholds(clf, logits, scores):
         exits = simulate_exits(logits, t, clf.policy, clf.temperatures, scores).exit_index
-        simulated.append((speedup(exits, clf.exit_layers, clf.num_layers, clf.kind), float(t)))
+        simulated.append((speedup(exits, clf.exit_layers, clf.num_layers, clf.cost_model), float(t)))
     picked = []
     for target in targets:
         below = [s for s in simulated if s[0] <= target]
@@ -224,7 +224,7 @@ def speed_table(name: str, clf: AdaptiveClassifier, texts, batch_sizes, threshol
     encodings = clf.tokenize(texts)
     lengths = [len(e["input_ids"]) for e in encodings]
     print(
-        f"\n== {name} ({clf.kind}): exits {clf.exit_layers} of {clf.num_layers}, policy {clf.policy.name} =="
+        f"\n== {name} ({clf.cost_model}): exits {clf.exit_layers} of {clf.num_layers}, policy {clf.policy.name} =="
     )
     print(
         f"{'threshold':>10} {'batch':>5} {'layer_speedup':>13} {'time_fraction':>13} "
@@ -238,7 +238,7 @@ def speed_table(name: str, clf: AdaptiveClassifier, texts, batch_sizes, threshol
         batches = [clf.collate([encodings[i] for i in rows]) for rows in length_sorted_batches(lengths, bs)]
         for t in thresholds:
             exits = np.concatenate([clf.engine.run(b, t).exit_index for b in batches])
-            layer_speedup = speedup(exits, clf.exit_layers, clf.num_layers, clf.kind)
+            layer_speedup = speedup(exits, clf.exit_layers, clf.num_layers, clf.cost_model)
             timed = interleaved(
                 {"exits": partial(run_exits, clf, t), "all": partial(run_all_layers, clf)}, batches, rounds
             )
@@ -275,7 +275,7 @@ def throughput_table(clf: AdaptiveClassifier, texts, batch_sizes, rounds) -> Non
 
     # the same architecture as the engine's full model (config overrides included); weights
     # do not matter for timing
-    net = clf.module.net.members[-1] if clf.kind == "cascade" else clf.module.net
+    net = clf.module.net.members[-1] if clf.cost_model == "cascade" else clf.module.net
     config = copy.deepcopy(net.encoder.config)
     config.num_labels = clf.task.num_labels
     hf = AutoModelForSequenceClassification.from_config(config).eval()

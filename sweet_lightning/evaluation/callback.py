@@ -84,7 +84,7 @@ class AdaptiveEvaluation(L.Callback):
         for split in eval_splits + held_out:
             out = outputs[split]
             results[split] = evaluate_logits(
-                out["logits"], out["labels"], spec.exit_layers, spec.num_layers, kind=spec.kind,
+                out["logits"], out["labels"], spec.exit_layers, spec.num_layers, cost_model=spec.cost_model,
                 metric=task.metric, extra_metrics=task.extra_metrics, policy=self.policy,
                 policy_kwargs=self.policy_kwargs, thresholds=self.thresholds,
                 num_thresholds=self.num_thresholds, speedup_points=self.speedup_points,
@@ -111,7 +111,7 @@ class AdaptiveEvaluation(L.Callback):
 
 
 def spec_of(module) -> EvalSpec:
-    return EvalSpec(module.task.name, tuple(module.exit_layers), module.num_layers, module.kind)
+    return EvalSpec(module.task.name, tuple(module.exit_layers), module.num_layers, module.cost_model)
 
 
 def split_names(trainer: L.Trainer, module) -> list[str]:

@@ -90,7 +90,7 @@ class AdaptiveClassifier:
         self.policy = self.engine.policy
         self.exit_layers = list(module.exit_layers)
         self.num_layers = int(module.num_layers)
-        self.kind = module.kind
+        self.cost_model = module.cost_model
         model_max = getattr(tokenizer, "model_max_length", DEFAULT_MAX_LENGTH)
         limit = SegmentedEncoder.max_length_of(module)
         if max_length and limit is not None and max_length > limit:
@@ -164,7 +164,7 @@ class AdaptiveClassifier:
             calib.labels,
             self.exit_layers,
             self.num_layers,
-            kind=self.kind,
+            cost_model=self.cost_model,
             metric=self.task.metric,
             policy=self.policy,
             thresholds=self.policy.default_thresholds(num_exits, num_classes, THRESHOLD_GRID),
@@ -254,7 +254,7 @@ class AdaptiveClassifier:
             exit_layer=np.asarray(self.exit_layers)[exit_index],
             confidence=confidence,
             threshold=float(threshold),
-            speedup=speedup(exit_index, self.exit_layers, self.num_layers, self.kind) if n else float("nan"),
+            speedup=speedup(exit_index, self.exit_layers, self.num_layers, self.cost_model) if n else float("nan"),
         )
 
     def tokenize(self, texts: Sequence[Text]) -> list[dict[str, list[int]]]:

@@ -2,7 +2,7 @@
 
 `METHODS` maps the method a checkpoint records (`checkpoint["sweet_lightning"]["method"]`, the
 class's `method`) to the class that loads it; inference builds the network through that class.
-Every method but `cascade` trains the same `MultiExitModel`, with `kind = "early_exit"` (the cost
+Every method but `cascade` trains the same `MultiExitModel`, with `cost_model = "early_exit"` (the cost
 model of paper eq. 1), so the inference engine runs them all alike. Config presets that reuse a
 class (conf/method/weighted_early_exit.yaml is `EarlyExitModule` with `exit_weights: depth`)
 record that class's method.

@@ -35,7 +35,7 @@ def check_unused_parameters_allowed(trainer: L.Trainer, method: str) -> None:
 
 class AlternatingModule(EarlyExitModule):
     method = "alternating"
-    kind = "early_exit"
+    cost_model = "early_exit"
 
     def setup(self, stage: str) -> None:
         super().setup(stage)

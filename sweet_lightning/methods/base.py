@@ -2,7 +2,7 @@
 validation outputs collected for the evaluation callback (which scores them), AdamW with linear decay.
 
 A method says which network it trains (`build_network`), how its inference cost is counted
-(`kind`: "early_exit" reuses layers, "cascade" re-runs them) and, if it does not train every
+(`cost_model`: "early_exit" reuses layers, "cascade" re-runs them) and, if it does not train every
 exit at every step, which exits a step trains (`step_exit_weights`, `training_forward`).
 """
 
@@ -54,7 +54,7 @@ def gather_rows(module: L.LightningModule, tensor: torch.Tensor, num_rows: int) 
 class AdaptiveModule(L.LightningModule):
     """Base LightningModule for Early-Exit, SWEET and Multi-Model (cascade)."""
 
-    kind = "early_exit"  # how speedup is counted (paper eq. 1)
+    cost_model = "early_exit"  # how speedup is counted (paper eq. 1)
     method = "base"
 
     def __init__(

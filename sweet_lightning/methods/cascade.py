@@ -11,7 +11,7 @@ from sweet_lightning.multi_exit import CascadeModel
 
 class CascadeModule(AdaptiveModule):
     method = "cascade"
-    kind = "cascade"
+    cost_model = "cascade"
 
     def build_network(self, encoder, exit_layers, pooling, dropout, shared_pooler: bool = False, **kwargs):
         if shared_pooler:

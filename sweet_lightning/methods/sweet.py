@@ -8,7 +8,7 @@ from sweet_lightning.multi_exit import MultiExitModel
 
 class SweetModule(AdaptiveModule):
     method = "sweet"
-    kind = "early_exit"
+    cost_model = "early_exit"
 
     def build_network(self, encoder, exit_layers, pooling, dropout, shared_pooler: bool = False, **kwargs):
         # shared_pooler=True reproduces the released code, where one pooler serves every exit

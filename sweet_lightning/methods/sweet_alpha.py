@@ -19,7 +19,7 @@ from sweet_lightning.multi_exit import MultiExitModel, check_boundary_grad
 
 class GradientScaledSweetModule(AdaptiveModule):
     method = "sweet_alpha"
-    kind = "early_exit"
+    cost_model = "early_exit"
 
     def build_network(
         self,

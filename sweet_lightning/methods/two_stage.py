@@ -59,7 +59,7 @@ def _check_count(key: str, value: int | None) -> None:
 
 class TwoStageModule(EarlyExitModule):
     method = "two_stage"
-    kind = "early_exit"
+    cost_model = "early_exit"
 
     def __init__(self, *args, stage1_epochs: int | None = None, stage2_epochs: int | None = None, **kwargs):
         _check_count("method.stage1_epochs", stage1_epochs)

@@ -111,7 +111,7 @@ def runs_table(runs: Sequence[Run], chosen: dict, roots: Sequence[Path]) -> pd.D
     """Every run found, whatever its status; `chosen` marks runs at their group's chosen lr."""
     rows = []
     for run in runs:
-        last = run.exit_scores[max(run.exit_scores)] if run.exit_scores else math.nan
+        last = run.individual_scores[max(run.individual_scores)] if run.individual_scores else math.nan
         rows.append({
             "run": _where(run.path, roots), "status": run.status, "method": run.method, "model": run.model,
             "task": run.task, "lr": run.lr, "seed": run.seed,
