@@ -109,16 +109,12 @@ class AdaptiveEngine:
     def run(self, batch: dict[str, torch.Tensor], threshold: float) -> EngineOutput:
         """Adaptive forward of one padded batch (input_ids, attention_mask, optional token_type_ids)."""
         threshold = self.policy.check_threshold(threshold)
-        batch = {k: v.to(self.device) for k, v in batch.items() if k in _INPUT_KEYS and v is not None}
-        size = batch["input_ids"].shape[0]
-        out = _Collector(size)
-        self._pooling.clear()
-        with torch.inference_mode(), self.autocast():
+        with self._forward(batch) as batch:
+            out = _Collector(batch["input_ids"].shape[0])
             if self.cascade:
                 self._run_cascade(batch, threshold, out)
             else:
                 self._run_early_exit(batch, threshold, out)
-        self._pooling.clear()
         return EngineOutput(out.exit_index, out.predictions, out.confidence)
 
     def run_full(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -127,14 +123,19 @@ class AdaptiveEngine:
         For a cascade that is the largest member alone. This is the baseline of the paper's
         speedup (eq. 1: cost relative to L_M layers) and of the measured time fraction.
         """
-        batch = {k: v.to(self.device) for k, v in batch.items() if k in _INPUT_KEYS and v is not None}
+        with self._forward(batch) as batch:
+            net = self.net.members[-1] if self.cascade else self.net
+            return _through(net, batch, self._heads[-1])[0].float()
+
+    @contextlib.contextmanager
+    def _forward(self, batch: dict[str, torch.Tensor]):
+        """The batch's model inputs on the engine's device, under inference mode in the engine's
+        precision; mean pooling's mask weights are cleared around it (a caller may refill a mask
+        tensor in place between runs)."""
         self._pooling.clear()
         with torch.inference_mode(), self.autocast():
-            net = self.net.members[-1] if self.cascade else self.net
-            enc, mask = net.encoder, batch["attention_mask"]
-            hidden = enc.embed(batch["input_ids"], mask, batch.get("token_type_ids"))
-            hidden = enc.run_layers(hidden, enc.context(hidden, mask), 0, net.exit_layers[-1])
-            return self._heads[-1](hidden, mask)[0].float()
+            yield {k: v.to(self.device) for k, v in batch.items() if k in _INPUT_KEYS and v is not None}
+        self._pooling.clear()
 
     def only_last_exit_answers(self, threshold: float) -> bool:
         """Whether the policy lets no exit before the last answer at this threshold."""
@@ -172,11 +173,7 @@ class AdaptiveEngine:
         for i, member in enumerate(self.net.members):
             if i < first:  # this member cannot answer: not run at all
                 continue
-            # the member's forward (MultiExitModel with one exit), with the engine's head
-            enc, mask = member.encoder, inputs["attention_mask"]
-            hidden = enc.embed(inputs["input_ids"], mask, inputs.get("token_type_ids"))
-            hidden = enc.run_layers(hidden, enc.context(hidden, mask), 0, member.exit_layers[0])
-            logits, score = self._heads[i](hidden, mask)
+            logits, score = _through(member, inputs, self._heads[i])
             keep = self._decide(i, logits, score, threshold, state, out)
             if keep is None:
                 return
@@ -200,9 +197,12 @@ class AdaptiveEngine:
         None: no row stays; `_EVERY_ROW`: no row left (nothing to gather); else an index tensor.
         """
         if logits.shape == (1, 2) and (self._row_rule or i == self.num_exits - 1):
-            decided = self._decide_one_binary(i, logits, score, threshold, state, out)
+            decided = self._decide_one_binary(i, logits, score, threshold)
+            if decided is _EVERY_ROW:
+                return _EVERY_ROW
             if decided is not _UNDECIDED:
-                return decided
+                out.record(i, state.rows, *decided)
+                return None
         if logits.dtype != torch.float32 or logits.device.type != "cpu":
             logits = logits.float().cpu()
         # the same arithmetic as simulate_exits: logits / T in float64, then softmax
@@ -232,34 +232,21 @@ class AdaptiveEngine:
             if leaving == 0:
                 return _EVERY_ROW
             if leaving < leave.size:
-                rows = state.rows[leave]
-                out.exit_index[rows] = i
-                out.predictions[rows] = raw[leave].argmax(axis=1)
-                out.confidence[rows] = probs[leave].max(axis=1)
+                out.record(i, state.rows[leave], raw[leave].argmax(axis=1), probs[leave].max(axis=1))
                 stay = ~leave
                 state.keep(stay)
                 keep = torch.from_numpy(np.flatnonzero(stay))
                 return keep if self.device.type == "cpu" else keep.to(self.device)
-        rows = state.rows
-        out.exit_index[rows] = i
-        out.predictions[rows] = raw.argmax(axis=1)
-        out.confidence[rows] = probs.max(axis=1)
+        out.record(i, state.rows, raw.argmax(axis=1), probs.max(axis=1))
         return None
 
-    def _decide_one_binary(
-        self,
-        i: int,
-        logits: torch.Tensor,
-        score: torch.Tensor | None,
-        threshold: float,
-        state: _RowState,
-        out: _Collector,
-    ) -> slice | None | object:
+    def _decide_one_binary(self, i: int, logits: torch.Tensor, score: torch.Tensor | None, threshold: float):
         """`_decide` for one row and two classes, on Python floats: at batch 1 each NumPy call
         costs microseconds (cold caches after a layer), more than the arithmetic. `softmax_row` and
         the policy's `should_exit` repeat the NumPy path's IEEE operations in the same order, so
-        the same bits (tests/test_engine.py feeds it ties). Non-finite logits return `_UNDECIDED`
-        (NumPy's NaN handling then applies).
+        the same bits (tests/test_engine.py feeds it ties). Returns (prediction, confidence) when
+        the row leaves at exit i, `_EVERY_ROW` when it stays, and `_UNDECIDED` for non-finite
+        logits (NumPy's NaN handling then applies).
         """
         raw = logits.tolist()[0]  # float32 (or bf16) values as Python floats: exact
         if not all(math.isfinite(x) for x in raw):
@@ -272,11 +259,16 @@ class AdaptiveEngine:
             )
             if not self.policy.should_exit(probs, threshold, exit_score):
                 return _EVERY_ROW
-        row = state.rows[0]
-        out.exit_index[row] = i
-        out.predictions[row] = raw.index(max(raw))  # argmax: the first of equal maxima
-        out.confidence[row] = max(probs)
-        return None
+        return raw.index(max(raw)), max(probs)  # argmax: the first of equal maxima
+
+
+def _through(net: MultiExitModel, inputs: dict[str, torch.Tensor], head) -> tuple:
+    """A network's forward up to its last exit layer, answered by `head` (the engine's fast head):
+    a cascade member (one exit), or the full model without earlier exits."""
+    enc, mask = net.encoder, inputs["attention_mask"]
+    hidden = enc.embed(inputs["input_ids"], mask, inputs.get("token_type_ids"))
+    hidden = enc.run_layers(hidden, enc.context(hidden, mask), 0, net.exit_layers[-1])
+    return head(hidden, mask)
 
 
 def _sigmoid64(score: torch.Tensor) -> np.ndarray:
@@ -295,6 +287,10 @@ class _Collector:
         self.exit_index = np.full(size, -1, dtype=np.int64)
         self.predictions = np.full(size, -1, dtype=np.int64)
         self.confidence = np.zeros(size, dtype=np.float64)
+
+    def record(self, i: int, rows, predictions, confidence) -> None:
+        """Rows (positions in the original batch) that leave at exit i, with their answers."""
+        self.exit_index[rows], self.predictions[rows], self.confidence[rows] = i, predictions, confidence
 
 
 class _RowState:
