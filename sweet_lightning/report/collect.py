@@ -246,13 +246,6 @@ def _collapsed(record: RunRecord, primary: dict) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(flags))
 
 
-def count_statuses(runs: Iterable[Run]) -> dict[str, int]:
-    counts = dict.fromkeys(STATUSES, 0)
-    for run in runs:
-        counts[run.status] += 1
-    return counts
-
-
 # ---- may these runs be averaged? ----------------------------------------------------------------
 def _differing(runs: Sequence[Run], keys: Sequence[str]) -> dict[str, list[str]]:
     values: dict[str, set[str]] = defaultdict(set)

@@ -4,6 +4,7 @@ as Markdown, with the runs that need attention listed first)."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,14 +13,14 @@ import pandas as pd
 
 from . import aggregate, tables
 from .aggregate import AVERAGE, SELECTION_TEXT, chosen_lrs, lr_search, uneven_seed_notes
-from .collect import Run, count_statuses
+from .collect import STATUSES, Run
 from .figures import write_figures
 from .tables import METHOD_LABELS, METHOD_NAMES, method_order, speedup_label, task_order
 
 
 def summary_line(runs: Sequence[Run]) -> str:
-    counts = count_statuses(runs)
-    return f"{len(runs)} runs: " + ", ".join(f"{n} {status}" for status, n in counts.items())
+    counts = Counter(run.status for run in runs)
+    return f"{len(runs)} runs: " + ", ".join(f"{counts[status]} {status}" for status in STATUSES)
 
 
 def write_report(runs: Sequence[Run], out: Path, sources: Sequence[Path], speedups: Sequence[float] | None = None,
@@ -105,50 +106,42 @@ def _cell(mean: float, spread: float, collapsed: int = 0) -> str:
     return f"{mean:.1f} ± {fmt(spread)}" + (" †" if collapsed else "")
 
 
-def _method_rows(part: pd.DataFrame, xs: Sequence[float], x_name: str, cell: Callable,
-                 extra: Callable[[str], list] = lambda m: []) -> list[list]:
-    rows = []
-    for method in method_order(list(part["method"].unique())):
-        sub = part[part["method"] == method].set_index(x_name)
-        seeds = int(sub["n"].max()) if len(sub) else 0
-        row = [METHOD_LABELS.get(method, method), seeds]
-        row += [cell(sub.loc[x]) if x in sub.index else DASH for x in xs]
-        rows.append(row + extra(method))
-    return rows
+def _task_tables(table: pd.DataFrame, model: str, x_name: str, x_label: Callable, cell: Callable,
+                 auc: Callable[[str, str], str] | None = None) -> list[str]:
+    """One Markdown table per task of a model, the average over tasks first: a row per method (its
+    label, seeds, a `cell` per x, and its `auc(task, method)` when given)."""
+    lines = []
+    sub = table[table["model"] == model]
+    for task in [AVERAGE] + [t for t in task_order(list(sub["task"].unique())) if t != AVERAGE]:
+        part = sub[sub["task"] == task]
+        if part.empty:
+            continue
+        xs = sorted(part[x_name].unique())
+        rows = []
+        for method in method_order(list(part["method"].unique())):
+            by_x = part[part["method"] == method].set_index(x_name)
+            row = [METHOD_LABELS.get(method, method), int(by_x["n"].max()) if len(by_x) else 0]
+            row += [cell(by_x.loc[x]) if x in by_x.index else DASH for x in xs]
+            rows.append(row + ([auc(task, method)] if auc else []))
+        header = ["method", "seeds", *map(x_label, xs), *(["AUC"] if auc else [])]
+        title = "average over tasks" if task == AVERAGE else task
+        lines += [f"#### {model} — {title}", "", md_table(header, rows), ""]
+    return lines
 
 
 def _exit_section(table1: pd.DataFrame, model: str) -> list[str]:
-    lines = []
-    sub = table1[table1["model"] == model]
-    for task in [AVERAGE] + [t for t in task_order(list(sub["task"].unique())) if t != AVERAGE]:
-        part = sub[sub["task"] == task]
-        if part.empty:
-            continue
-        layers = sorted(part["layer"].unique())
-        rows = _method_rows(part, layers, "layer", lambda r: _cell(r["mean"], r["std"], r["collapsed"]))
-        title = "average over tasks" if task == AVERAGE else task
-        lines += [f"#### {model} — {title}", "", md_table(["method", "seeds", *[f"L{x}" for x in layers]], rows), ""]
-    return lines
+    return _task_tables(table1, model, "layer", lambda x: f"L{x}", lambda r: _cell(r["mean"], r["std"], r["collapsed"]))
 
 
 def _curve_section(points: pd.DataFrame, auc: pd.DataFrame, model: str) -> list[str]:
-    lines = []
-    sub, auc_sub = points[points["model"] == model], auc[auc["model"] == model]
-    for task in [AVERAGE] + [t for t in task_order(list(sub["task"].unique())) if t != AVERAGE]:
-        part = sub[sub["task"] == task]
-        if part.empty:
-            continue
-        xs = sorted(part["speedup"].unique())
+    auc = auc[auc["model"] == model]
 
-        def auc_cell(method: str, task: str = task) -> list:
-            row = auc_sub[(auc_sub["task"] == task) & (auc_sub["method"] == method)]
-            return [_cell(row["mean"].iloc[0], row["ci_half_width"].iloc[0]) if len(row) else DASH]
+    def auc_cell(task: str, method: str) -> str:
+        row = auc[(auc["task"] == task) & (auc["method"] == method)]
+        return _cell(row["mean"].iloc[0], row["ci_half_width"].iloc[0]) if len(row) else DASH
 
-        rows = _method_rows(part, xs, "speedup", lambda r: _cell(r["mean"], r["ci_half_width"]), auc_cell)
-        title = "average over tasks" if task == AVERAGE else task
-        header = ["method", "seeds", *[f"×{speedup_label(x)}" for x in xs], "AUC"]
-        lines += [f"#### {model} — {title}", "", md_table(header, rows), ""]
-    return lines
+    return _task_tables(points, model, "speedup", lambda x: f"×{speedup_label(x)}",
+                        lambda r: _cell(r["mean"], r["ci_half_width"]), auc_cell)
 
 
 def render(inputs: ReportInputs) -> str:
