@@ -67,8 +67,13 @@ def test_save_and_load_keep_every_field_and_unknown_keys(tmp_path):
 
 @pytest.mark.parametrize("version", [None, 2])
 def test_kind_of_older_records_is_read_as_cost_model(tmp_path, version):
-    old = {"task": "rte", "exit_layers": [1, 2], "num_layers": 2, "kind": "cascade",
-           "evaluation": {"dev": {"kind": "cascade", "auc": 0.5}}}
+    old = {
+        "task": "rte",
+        "exit_layers": [1, 2],
+        "num_layers": 2,
+        "kind": "cascade",
+        "evaluation": {"dev": {"kind": "cascade", "auc": 0.5}},
+    }
     if version is not None:
         old["schema_version"] = version
     (tmp_path / "results.json").write_text(json.dumps(old))

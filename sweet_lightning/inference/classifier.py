@@ -247,6 +247,9 @@ class AdaptiveClassifier:
                 out.predictions,
                 out.confidence,
             )
+        layer_speedup = (
+            speedup(exit_index, self.exit_layers, self.num_layers, self.cost_model) if n else math.nan
+        )
         return Predictions(
             label_ids=label_ids,
             labels=[self.task.labels[i] for i in label_ids],
@@ -254,7 +257,7 @@ class AdaptiveClassifier:
             exit_layer=np.asarray(self.exit_layers)[exit_index],
             confidence=confidence,
             threshold=float(threshold),
-            speedup=speedup(exit_index, self.exit_layers, self.num_layers, self.cost_model) if n else float("nan"),
+            speedup=layer_speedup,
         )
 
     def tokenize(self, texts: Sequence[Text]) -> list[dict[str, list[int]]]:
