@@ -29,7 +29,7 @@ from .policies import (
     simulate_exits,
 )
 from .summary import collapsed_exits, evaluate_logits, individual_exit_scores
-from .temperature import apply_temperatures, fit_temperatures, softmax, softmax_row
+from .temperature import apply_temperatures, fit_temperatures, softmax, softmax_row, tempered_softmax
 
 __all__ = [
     "POLICIES",
@@ -55,4 +55,5 @@ __all__ = [
     "speed_accuracy_curve",
     "speedup",
     "speedup_from_counts",
+    "tempered_softmax",
 ]

@@ -31,6 +31,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def tempered_softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(logits / T) in float64 of one exit's logits [..., C] of any float dtype: to the bit
+    what `softmax(apply_temperatures(...))` gives that exit (NumPy casts before it divides; x / 1.0
+    is x), without its checks (the inference engine's batched path: a NaN stays a NaN)."""
+    if temperature == 1.0:
+        return softmax(np.asarray(logits, dtype=np.float64))
+    return softmax(np.divide(logits, temperature, dtype=np.float64))
+
+
 def softmax_row(logits: Sequence[float], temperature: float = 1.0) -> list[float]:
     """`softmax(apply_temperatures(...))` of one example's logits at one exit, on Python floats (the
     inference engine's batch-1 path). The same IEEE operations in the same order: x / T (skipped at

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sweet_lightning.evaluation import ExitPolicy, PerExitPolicy, get_policy, softmax, softmax_row
+from sweet_lightning.evaluation import ExitPolicy, PerExitPolicy, get_policy, softmax_row, tempered_softmax
 from sweet_lightning.heads import PoolingCache, inference_heads
 from sweet_lightning.multi_exit import CascadeModel, MultiExitModel
 
@@ -205,14 +205,8 @@ class AdaptiveEngine:
                 return None
         if logits.dtype != torch.float32 or logits.device.type != "cpu":
             logits = logits.float().cpu()
-        # the same arithmetic as simulate_exits: logits / T in float64, then softmax
-        # (np.divide with dtype float64 casts first, as astype would; x / 1.0 == x exactly)
-        temperature = self.temperatures[i]
         raw = logits.numpy()  # predictions: argmax of the raw logits, as simulated
-        scaled = (
-            raw.astype(np.float64) if temperature == 1.0 else np.divide(raw, temperature, dtype=np.float64)
-        )
-        probs = softmax(scaled)
+        probs = tempered_softmax(raw, self.temperatures[i])  # the same arithmetic as simulate_exits
         if i == self.num_exits - 1:
             leave = None  # the last exit answers whatever is left
         elif self._per_exit:
