@@ -189,7 +189,7 @@ def write_results(
         pretrained=cfg.model.pretrained,
         exit_layers=module.exit_layers,
         num_layers=module.num_layers,
-        kind=module.kind,
+        cost_model=module.cost_model,
         exit_pooling=cfg.model.exit_pooling,
         seed=int(cfg.seed),
         lr=float(cfg.lr),

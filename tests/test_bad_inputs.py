@@ -380,7 +380,7 @@ def minimal_run(run: Path) -> None:
 
     rng = np.random.default_rng(0)
     np.savez(run / "logits_dev.npz", logits=rng.normal(size=(2, 20, 2)), labels=rng.integers(0, 2, 20))
-    results = {"task": "rte", "exit_layers": [1, 2], "num_layers": 2, "kind": "early_exit",
+    results = {"task": "rte", "exit_layers": [1, 2], "num_layers": 2, "cost_model": "early_exit",
                "splits": {"dev": {"logits": "logits_dev.npz"}}, "calibration": {"source": "dev"}}  # fmt: skip
     (run / "results.json").write_text(json.dumps(results))
 
@@ -391,7 +391,7 @@ def minimal_run(run: Path) -> None:
         ("results.json", b'{"task": ', "results.json is not valid JSON (Expecting value"),
         ("results.json", b"\xff\xfe\x00garbage", "results.json is not valid JSON (not UTF-8 text)"),
         ("results.json", b"[1, 2]", "results.json is not a results.json written by launch.py"),
-        ("results.json", b'{"task": "rte"}', "(no exit_layers, num_layers, kind)"),
+        ("results.json", b'{"task": "rte"}', "(no exit_layers, num_layers, cost_model)"),
         ("logits_dev.npz", b"PK\x03\x04 truncated", "logits_dev.npz is not a readable logits file"),
     ],
 )

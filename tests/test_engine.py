@@ -137,7 +137,7 @@ def test_engine_matches_simulated_exits_row_for_row(modules, tokenizer, method, 
         unsorted = clf.engine.run(clf.collate(clf.tokenize(texts)), threshold)
         np.testing.assert_array_equal(unsorted.exit_index, expected.exit_index)
         used_exits.update(out.exit_index.tolist())
-        assert out.speedup == speedup(expected.exit_index, module.exit_layers, module.num_layers, module.kind)
+        assert out.speedup == speedup(expected.exit_index, module.exit_layers, module.num_layers, module.cost_model)
     assert len(used_exits) >= 3  # the thresholds really split rows across exits
 
 
@@ -187,12 +187,30 @@ def decide_on_cached_logits(engine, logits, scores, threshold) -> tuple[np.ndarr
     return out.exit_index, out.predictions, out.confidence
 
 
+def invert_rule(monkeypatch, policy: str) -> None:
+    """Change a policy's rule in the one place it is defined (leave where it stayed, and back)."""
+    from sweet_lightning.evaluation import PerExitPolicy
+    from sweet_lightning.evaluation.policies import PatiencePolicy
+
+    if policy == "patience":
+        may_exit = PatiencePolicy.may_exit
+        monkeypatch.setattr(PatiencePolicy, "may_exit", lambda self, *a: ~may_exit(self, *a))
+    else:
+        passes = PerExitPolicy.passes
+        monkeypatch.setattr(PerExitPolicy, "passes", lambda self, *a: ~np.asarray(passes(self, *a)))
+
+
+@pytest.mark.parametrize("rule", ["as defined", "inverted in one place"])
 @pytest.mark.parametrize("classes, one_row", [(3, False), (2, False), (2, True)])
 @pytest.mark.parametrize("policy", POLICIES)
-def test_decisions_equal_simulation_on_the_same_logits_even_at_ties(modules, policy, classes, one_row):
+def test_decisions_equal_simulation_on_the_same_logits_even_at_ties(
+    modules, policy, classes, one_row, rule, monkeypatch
+):
     """Bit-for-bit: with thresholds equal to rows' own statistics, any difference in the
     temperature / softmax / entropy arithmetic would flip a row at an inclusive comparison. One
-    row at a time with two classes takes the engine's Python-float path."""
+    row at a time with two classes takes the engine's Python-float path. Each rule is defined
+    once: inverted where the policy defines it, engine and simulation still agree (and differ
+    from before), which a second copy of the rule in the engine would break."""
     engine = AdaptiveClassifier(modules["sweet"], load_tokenizer(BACKBONE), TEMPS, policy).engine
     rng = np.random.default_rng(4)
     n = 150 if one_row else 400
@@ -209,9 +227,13 @@ def test_decisions_equal_simulation_on_the_same_logits_even_at_ties(modules, pol
         values = np.unique(stats)
         mids = ((values[1:] + values[:-1]) / 2)[values[1:] - values[:-1] > 1e-6]
         ties = mids[:: len(mids) // 60]
-    used = set()
-    for threshold in ties:
+    before = [simulate_exits(logits, t, policy, np.asarray(TEMPS), scores).exit_index for t in ties]
+    if rule != "as defined":
+        invert_rule(monkeypatch, policy)
+    used, changed = set(), False
+    for threshold, exits_before in zip(ties, before, strict=True):
         expected = simulate_exits(logits, threshold, policy, np.asarray(TEMPS), scores)
+        changed |= not np.array_equal(expected.exit_index, exits_before)
         if one_row:
             parts = [
                 decide_on_cached_logits(engine, logits[:, [r]], logit_scores[:, [r]], float(threshold))
@@ -226,7 +248,8 @@ def test_decisions_equal_simulation_on_the_same_logits_even_at_ties(modules, pol
         np.testing.assert_array_equal(predictions, expected.predictions, err_msg=f"t={threshold}")
         np.testing.assert_array_equal(confidence, probs[exit_index, np.arange(n)].max(axis=1))
         used.update(exit_index.tolist())
-    assert used == {0, 1, 2, 3}
+    assert used == {0, 1, 2, 3} or rule != "as defined"  # an inverted rule may skip the middle exits
+    assert changed == (rule != "as defined")
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
@@ -347,7 +370,7 @@ def make_run_dir(
         "pretrained": BACKBONE,
         "exit_layers": module.exit_layers,
         "num_layers": module.num_layers,
-        "kind": module.kind,
+        "cost_model": module.cost_model,
         "exit_policy": policy,
         "temperatures": temperatures,
         "checkpoint": "/somewhere/else/checkpoints/best.ckpt",  # the run dir was moved since
@@ -429,7 +452,7 @@ def test_target_speedup_picks_the_fastest_threshold_not_above_target(
 
     def simulated(t):
         decisions = simulate_exits(logits, t, "confidence", np.asarray(TEMPS))
-        return speedup(decisions.exit_index, module.exit_layers, module.num_layers, module.kind)
+        return speedup(decisions.exit_index, module.exit_layers, module.num_layers, module.cost_model)
 
     assert simulated(threshold) <= 0.5
     grid = get_policy("confidence").default_thresholds(4, 2, 201)
@@ -451,7 +474,7 @@ def test_target_drop_picks_the_fastest_threshold_within_the_drop(modules, checkp
     np.savez_compressed(run / "logits_calibration.npz", logits=logits, labels=labels)
     clf = AdaptiveClassifier.from_checkpoint(run)
     grid = get_policy("confidence").default_thresholds(4, 2, 201)
-    curve = speed_accuracy_curve(logits, labels, module.exit_layers, module.num_layers, kind="early_exit",
+    curve = speed_accuracy_curve(logits, labels, module.exit_layers, module.num_layers, cost_model="early_exit",
                                  metric="accuracy", thresholds=grid, temperatures=np.asarray(TEMPS))
     full = [p for p in curve.points if p.exit_fractions[-1] == 1.0][0].score
     for drop in (0.0, 0.05, 0.2):

@@ -145,7 +145,7 @@ def test_exit_policies_end_to_end(glue_path, tmp_path, method, policy):
     train(cfg)
     res = json.loads((tmp_path / "results.json").read_text())
     ev = res["evaluation"]["dev"]
-    assert res["exit_policy"] == policy and ev["policy"] == policy and res["kind"] == ev["kind"]
+    assert res["exit_policy"] == policy and ev["policy"] == policy and res["cost_model"] == ev["cost_model"]
     assert ev["curve"][0]["exit_fractions"][0] == 1.0 and ev["curve"][-1]["exit_fractions"][-1] == 1.0
     assert all(e["temperature_at_bound"] in (None, "lower", "upper") for e in ev["exits"])
     with np.load(tmp_path / "logits_dev.npz") as d:

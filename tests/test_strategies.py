@@ -434,7 +434,7 @@ def test_every_early_exit_style_method_trains_the_same_network():
     reference = EarlyExitModule(**TINY).state_dict()
     for cls in (SweetModule, TwoStageModule, AlternatingModule, GradientScaledSweetModule):
         module = cls(**TINY)
-        assert isinstance(module.net, MultiExitModel) and module.kind == "early_exit"
+        assert isinstance(module.net, MultiExitModel) and module.cost_model == "early_exit"
         assert {k: v.shape for k, v in module.state_dict().items()} == {
             k: v.shape for k, v in reference.items()
         }

@@ -69,9 +69,9 @@ def check_charts(offline: Path, run, res: dict, prefix: str = "final") -> None:
     assert table_rows(offline, run.summary, f"{prefix}/speed_accuracy") == [
         [p["threshold"], p["speedup"], p["score"]] for p in ev["curve"]
     ]
-    bars = run.config[f"_wandb.visualize.{prefix}/exit_scores"]["panel_config"]
+    bars = run.config[f"_wandb.visualize.{prefix}/individual_scores"]["panel_config"]
     assert bars["panelDefId"] == "wandb/bar/v0"
-    assert [row[1:] for row in table_rows(offline, run.summary, f"{prefix}/exit_scores")] == [
+    assert [row[1:] for row in table_rows(offline, run.summary, f"{prefix}/individual_scores")] == [
         [e["layer"], e["score"]] for e in ev["exits"]
     ]
     assert run.summary["auc"] == ev["auc"]

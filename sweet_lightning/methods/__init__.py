@@ -4,7 +4,7 @@ trains, or the learning-rate schedule.
 
 `METHODS` maps the method a checkpoint records (`checkpoint["sweet_lightning"]["method"]`, the
 class's `method`) to the class that loads it; inference builds the network through that class.
-Every method but `cascade` trains the same `MultiExitModel`, with `kind = "early_exit"` (the cost
+Every method but `cascade` trains the same `MultiExitModel`, with `cost_model = "early_exit"` (the cost
 model of paper eq. 1), so the inference engine runs them all alike. Config presets that reuse a
 class (conf/method/weighted_early_exit.yaml is `EarlyExitModule` with `exit_weights: depth`, PABEE's
 depth-weighted loss, methods/base.py `resolve_exit_weights`) record that class's method.
@@ -66,7 +66,7 @@ class CascadeModule(AdaptiveModule):
     model i has paid for L_1 + ... + L_i layers."""
 
     method = "cascade"
-    kind = "cascade"
+    cost_model = "cascade"
 
     def build_network(self, encoder, exit_layers, pooling, dropout, learned_exit=False, shared_pooler=False):
         if shared_pooler:

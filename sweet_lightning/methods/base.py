@@ -5,7 +5,7 @@ sum of the exits' cross-entropies, collects per-exit validation outputs for the 
 A method (sweet_lightning/methods/__init__.py) declares only what sets it apart: the gradient across
 segment boundaries (`boundary_grad`), the network (`build_network`: the cascade's), which exits a
 step trains (`step_exit_weights`, `training_forward`), the schedule (`make_schedule`), and how its
-inference cost is counted (`kind`: "early_exit" reuses layers, "cascade" re-runs them).
+inference cost is counted (`cost_model`: "early_exit" reuses layers, "cascade" re-runs them).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def gather_rows(module: L.LightningModule, tensor: torch.Tensor, num_rows: int) 
 class AdaptiveModule(L.LightningModule):
     """Base LightningModule for Early-Exit, SWEET and Multi-Model (cascade)."""
 
-    kind = "early_exit"  # how speedup is counted (paper eq. 1)
+    cost_model = "early_exit"  # how speedup is counted (paper eq. 1)
     method = "base"
     # the factor on the gradient crossing a segment boundary backwards (modeling.MultiExitModel):
     # 1 = Early-Exit, 0 = SWEET
