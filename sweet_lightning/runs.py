@@ -108,13 +108,22 @@ def _group(config: dict, names: list[str]) -> dict:
     return config
 
 
+def _has(config: dict, dotted: str) -> bool:
+    for name in dotted.split("."):
+        if not isinstance(config, dict) or name not in config:
+            return False
+        config = config[name]
+    return True
+
+
 def run_dir_keys(config: Any, out: Path, prefix: str = "") -> list[str]:
     """Dotted keys whose value is a path at or under the run dir `out` (trainer.default_root_dir, a
     checkpoint's dirpath): where the checkout lives, not what the run computes. A sweep re-launched
     from another clone or folder still skips the runs committed in it."""
     if isinstance(config, dict):
         return [k for key, v in config.items() for k in run_dir_keys(v, out, f"{prefix}{key}.")]
-    if isinstance(config, str) and config:
+    # only absolute paths, as Hydra writes the run dir: with run_dir=. a task name would be "under" it
+    if isinstance(config, str) and Path(config).is_absolute():
         root, path = out.resolve(), Path(config).resolve()
         if path == root or root in path.parents:
             return [prefix.rstrip(".")]
@@ -146,9 +155,11 @@ def completed_value(cfg: DictConfig, out: Path) -> float | None:
     previous = RunRecord.read(out)
     if previous is None or not previous.completed or cfg.get("redo"):
         return None
-    current = resolved(cfg)
-    ignored = derived_keys(cfg) + run_dir_keys(current, out)
-    diff = config_diff(_identity(previous.config or {}, ignored), _identity(current, ignored))
+    current, stored = resolved(cfg), previous.config or {}
+    # a key that only passes on others is left out where the stored run predates it, not otherwise:
+    # the values it passed on then are part of what that run computed
+    ignored = [k for k in derived_keys(cfg) if not _has(stored, k)] + run_dir_keys(current, out)
+    diff = config_diff(_identity(stored, ignored), _identity(current, ignored))
     if diff:
         shown = ", ".join(diff[:8]) + (", ..." if len(diff) > 8 else "")
         raise RunDirConflict(

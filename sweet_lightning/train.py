@@ -292,6 +292,34 @@ def check_config(cfg: DictConfig) -> None:
     if threads is not None and int(threads) < 1:
         raise ValueError(f"torch_threads={threads} must be >= 1 (or null for torch's default).")
     selection_rule(cfg)
+    check_passed_on_keys(cfg)
+
+
+def passed_on_keys() -> dict[str, str]:
+    """{`data.train_size`: `train_size`, ...}: the constructor nodes' keys that conf/train.yaml writes
+    as nothing but another key (`${train_size}`)."""
+    import re
+
+    from sweet_lightning.overrides import CONF_DIR
+
+    raw = OmegaConf.load(CONF_DIR / "train.yaml")
+    pairs = {}
+    for node in ("module", "data", "evaluation"):
+        for key, value in (raw.get(node) or {}).items_ex(resolve=False):
+            if isinstance(value, str) and (m := re.fullmatch(r"\$\{([\w.]+)\}", value)):
+                pairs[f"{node}.{key}"] = m.group(1)
+    return pairs
+
+
+def check_passed_on_keys(cfg: DictConfig) -> None:
+    """`data.train_size=500` would train on 500 rows while results.json, the report and the skip logic
+    read `train_size`: a passed-on key must keep its top-level key's value."""
+    for key, source in passed_on_keys().items():
+        if OmegaConf.select(cfg, key) != OmegaConf.select(cfg, source):
+            raise ValueError(
+                f"{key}={OmegaConf.select(cfg, key)} differs from {source}={OmegaConf.select(cfg, source)}, "
+                f"which results.json and the report read: set {source}=... instead of {key}."
+            )
 
 
 def selection_rule(cfg: DictConfig):

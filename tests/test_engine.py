@@ -137,7 +137,9 @@ def test_engine_matches_simulated_exits_row_for_row(modules, tokenizer, method, 
         unsorted = clf.engine.run(clf.collate(clf.tokenize(texts)), threshold)
         np.testing.assert_array_equal(unsorted.exit_index, expected.exit_index)
         used_exits.update(out.exit_index.tolist())
-        assert out.speedup == speedup(expected.exit_index, module.exit_layers, module.num_layers, module.cost_model)
+        assert out.speedup == speedup(
+            expected.exit_index, module.exit_layers, module.num_layers, module.cost_model
+        )
     assert len(used_exits) >= 3  # the thresholds really split rows across exits
 
 
@@ -474,8 +476,16 @@ def test_target_drop_picks_the_fastest_threshold_within_the_drop(modules, checkp
     np.savez_compressed(run / "logits_calibration.npz", logits=logits, labels=labels)
     clf = AdaptiveClassifier.from_checkpoint(run)
     grid = get_policy("confidence").default_thresholds(4, 2, 201)
-    curve = speed_accuracy_curve(logits, labels, module.exit_layers, module.num_layers, cost_model="early_exit",
-                                 metric="accuracy", thresholds=grid, temperatures=np.asarray(TEMPS))
+    curve = speed_accuracy_curve(
+        logits,
+        labels,
+        module.exit_layers,
+        module.num_layers,
+        cost_model="early_exit",
+        metric="accuracy",
+        thresholds=grid,
+        temperatures=np.asarray(TEMPS),
+    )
     full = [p for p in curve.points if p.exit_fractions[-1] == 1.0][0].score
     for drop in (0.0, 0.05, 0.2):
         t = clf.threshold_for_drop(drop)
@@ -657,3 +667,37 @@ def test_checkpoints_that_recorded_lr_still_load(tmp_path, method):
         assert torch.equal(a, b), name
     if method == "sweet_alpha":
         assert loaded.net.boundary_grad == 0.25
+
+
+@pytest.mark.parametrize("one_row", [True, False])
+def test_a_policy_that_rewrites_may_exit_alone_is_followed_by_the_engine(modules, one_row):
+    """A user's subclass of a built-in policy that changes only `may_exit` (here: leave while the max
+    probability is still *below* t) gets the engine's general path, so its exits still equal the
+    simulation's; the one-row form and the skipped heads of the parent rule would ignore it."""
+    from sweet_lightning.evaluation.policies import ConfidencePolicy
+
+    class Hesitant(ConfidencePolicy):
+        def may_exit(self, probs, threshold, exit_scores):
+            return probs.max(axis=-1) < threshold
+
+    policy = Hesitant()
+    assert not policy.per_exit and not policy.only_last_exit_answers(1.0, 4)
+    engine = AdaptiveClassifier(modules["sweet"], load_tokenizer(BACKBONE), TEMPS, policy).engine
+    rng = np.random.default_rng(7)
+    n = 40 if one_row else 200
+    logits = (rng.normal(size=(4, n, 2)) * 3).astype(np.float32)
+    for threshold in (0.6, 0.8, 1.0):
+        expected = simulate_exits(logits, threshold, policy, np.asarray(TEMPS)).exit_index
+        if one_row:
+            parts = [decide_on_cached_logits(engine, logits[:, [r]], None, threshold)[0] for r in range(n)]
+            exit_index = np.concatenate(parts)
+        else:
+            exit_index = decide_on_cached_logits(engine, logits, None, threshold)[0]
+        np.testing.assert_array_equal(exit_index, expected, err_msg=f"t={threshold}")
+
+
+def test_calibration_of_the_wrong_type_is_one_line(modules, tmp_path):
+    with pytest.raises(TypeError, match=r"^calibration=.*: pass a Calibration, a \(run_dir, split\) pair"):
+        AdaptiveClassifier(
+            modules["sweet"], load_tokenizer(BACKBONE), TEMPS, "confidence", calibration=tmp_path / "x.npz"
+        )

@@ -201,3 +201,7 @@ def test_the_optimizer_comes_from_the_config_alone():
     assert "lr" not in module.hparams and "optimizer" not in module.hparams
     adamw = EarlyExitModule(**TINY).make_optimizer()
     assert adamw.defaults["lr"] == 2e-5 and adamw.defaults["weight_decay"] == 0.0  # conf/train.yaml's
+    # a module lr the optimizer does not carry would be silently ignored: refused
+    with pytest.raises(ValueError, match=r"^lr=5e-05 is not the optimizer's learning rate \(2e-05\)"):
+        EarlyExitModule(**TINY, lr=5e-5)
+    assert EarlyExitModule(**TINY, lr=2e-5).lr == 2e-5  # as a checkpoint of older code records it

@@ -285,3 +285,32 @@ def test_run_stored_before_the_constructor_nodes_is_the_same_run(tmp_path):
     assert {"module.optimizer", "data.train_size", "evaluation.policy"} <= set(runs.derived_keys(job()))
     with pytest.raises(runs.RunDirConflict, match=r"differs in: train_size\)"):
         runs.completed_value(job("train_size=48"), tmp_path)
+
+
+def test_a_passed_on_key_keeps_its_top_level_value(tmp_path):
+    """`data.train_size=500` would train on 500 rows while results.json, the report and the skip logic
+    read train_size: refused before training, naming the key to set instead."""
+    from sweet_lightning.train import check_config, passed_on_keys
+    from tests.conftest import compose
+
+    pairs = passed_on_keys()
+    assert pairs["data.train_size"] == "train_size" and pairs["evaluation.policy"] == "exit_policy"
+    check_config(compose(["model=tiny_bert", "train_size=48"]))  # the top-level key: fine
+    with pytest.raises(
+        ValueError, match=r"^data\.train_size=500 differs from train_size=48, .* set train_size="
+    ):
+        check_config(compose(["model=tiny_bert", "train_size=48", "data.train_size=500"]))
+
+
+def test_a_stored_passed_on_key_is_compared(tmp_path):
+    """A stored run that has the constructor nodes is compared on them too (only runs from before
+    they existed are matched through the top-level keys alone)."""
+    current = OmegaConf.create(
+        {**OmegaConf.to_container(cfg()), "train_size": 48, "data": {"train_size": "${train_size}"}}
+    )
+    stored = OmegaConf.create(
+        {**OmegaConf.to_container(cfg()), "train_size": 48, "data": {"train_size": 500}}
+    )
+    write(tmp_path, "completed", stored, {"val/auc": 0.75})
+    with pytest.raises(runs.RunDirConflict, match=r"differs in: data\.train_size"):
+        runs.completed_value(current, tmp_path)

@@ -82,6 +82,15 @@ class PerExitPolicy(ExitPolicy):
     per_exit = True
     leaves_above: ClassVar[bool] = True
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "may_exit" in vars(cls) and "should_exit" not in vars(cls):
+            # a rule rewritten in may_exit alone: the engine's one-row form (should_exit) and its
+            # skipping of heads would not follow it, so the engine treats it as any other policy
+            # (each row's whole history, every head run) and still agrees with the simulation
+            cls.per_exit = False
+            cls.only_last_exit_answers = ExitPolicy.only_last_exit_answers
+
     def never_exits(self, threshold: float) -> bool:
         """The end of the range where no example leaves before the last exit (here t >= 1)."""
         return threshold >= 1.0
@@ -180,14 +189,11 @@ class LearnedPolicy(PerExitPolicy):
     def default_thresholds(self, num_exits: int, num_classes: int, count: int = 11) -> np.ndarray:
         return np.linspace(0.0, 1.0, count)
 
-    def may_exit(self, probs: np.ndarray, threshold: float, exit_scores: np.ndarray | None) -> np.ndarray:
-        _need_scores(exit_scores)
-        if exit_scores.shape != probs.shape[:2]:
-            raise ValueError(f"exit_scores must have shape {probs.shape[:2]}, got {exit_scores.shape}")
-        return super().may_exit(probs, threshold, exit_scores)
-
     def statistic(self, probs: np.ndarray, exit_scores: np.ndarray | None) -> np.ndarray:
-        return _need_scores(exit_scores)
+        _need_scores(exit_scores)
+        if exit_scores.shape != probs.shape[:-1]:
+            raise ValueError(f"exit_scores must have shape {probs.shape[:-1]}, got {exit_scores.shape}")
+        return exit_scores
 
     def row_statistic(self, probs: Sequence[float], exit_score: float | None) -> float:
         return _need_scores(exit_score)

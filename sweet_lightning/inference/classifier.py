@@ -97,6 +97,11 @@ class AdaptiveClassifier:
             # longer inputs would fail inside the position embeddings with a tensor-size error
             raise ValueError(f"max_length={max_length} is more than the {limit} positions of this model")
         self.max_length = int(max_length or min(model_max, DEFAULT_MAX_LENGTH, limit or DEFAULT_MAX_LENGTH))
+        if not (calibration is None or isinstance(calibration, (Calibration, tuple))):
+            raise TypeError(
+                f"calibration={calibration!r}: pass a Calibration, a (run_dir, split) pair such as "
+                f"(run_dir, '{CALIBRATION_SPLIT}'), or None (AdaptiveClassifier.from_checkpoint finds it in the run dir)."
+            )
         self._calibration = calibration  # (run dir, split): read only when a target asks for it
 
     @property

@@ -34,7 +34,6 @@ from sweet_lightning.tasks import get_task
 #   [1, 3, 4, 6] weigh 1/14, 3/14, 4/14, 6/14. The weights sum to 1 (PABEE's average), where the
 #   plain sum's sum to the number of exits; AdamW's steps hardly depend on that scale, gradient
 #   clipping by norm does.
-PRESETS = ("depth",)
 
 
 def resolve_exit_weights(value: Sequence[float] | str | None, exit_layers: Sequence[int]) -> list[float]:
@@ -130,7 +129,14 @@ class AdaptiveModule(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer", "scheduler", "lr"])
         self.task = get_task(task)
         self.optimizer_factory = optimizer
-        self.lr = getattr(optimizer, "keywords", {}).get("lr", lr)  # for messages: the optimizer holds it
+        optimizer_lr = getattr(optimizer, "keywords", {}).get("lr")
+        if optimizer is not None and lr is not None and optimizer_lr != lr:
+            # the optimizer alone sets the learning rate: a module lr it does not carry would be ignored
+            raise ValueError(
+                f"lr={lr} is not the optimizer's learning rate ({optimizer_lr}): give it to the optimizer, "
+                "e.g. optimizer=functools.partial(torch.optim.AdamW, lr=...), and leave lr out."
+            )
+        self.lr = optimizer_lr if optimizer_lr is not None else lr  # for messages: the optimizer holds it
         self.scheduler_factory = scheduler
         encoder = load_encoder(pretrained, random_init=random_init, config_overrides=config_overrides)
         self.num_layers = encoder.num_layers
