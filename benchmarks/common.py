@@ -130,6 +130,18 @@ def lightning_parts(cfg: DictConfig):
     return datamodule, build_module(cfg), EpochSeeding(cfg.seed)
 
 
+def timed_epoch(
+    overrides: list[str], steps: int, run_dir: str
+) -> tuple[EpochTimer, DictConfig, object, object]:
+    """One training epoch of sweet_lightning (cut at `steps` batches when > 0) under an EpochTimer:
+    (the timer, the config, the datamodule, the trained module)."""
+    cfg = compose(our_overrides(overrides, steps, run_dir))
+    datamodule, module, seeding = lightning_parts(cfg)
+    timer = EpochTimer()
+    lightning_trainer(cfg, [timer, seeding]).fit(module, datamodule=datamodule)
+    return timer, cfg, datamodule, module
+
+
 def lightning_trainer(cfg: DictConfig, callbacks: list, **kwargs) -> L.Trainer:
     """cfg.trainer as train.py instantiates it, without loggers or checkpoints; kwargs override it."""
     from hydra.utils import instantiate

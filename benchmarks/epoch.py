@@ -39,15 +39,13 @@ import torch
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (  # noqa: E402
-    EpochTimer,
     compose,
     grouping_available,
     header,
-    lightning_parts,
-    lightning_trainer,
     our_datamodule,
     our_overrides,
     quiet,
+    timed_epoch,
 )
 from sweet_lightning import cli  # noqa: E402
 
@@ -88,11 +86,7 @@ def padding_override(padding: str, grouping: bool) -> list[str]:
 def ours_epoch(args, task: str, method: str, padding: str, grouping: bool) -> Epoch:
     with tempfile.TemporaryDirectory() as run_dir:
         overrides = [*base_overrides(args, task), f"method={method}", *padding_override(padding, grouping)]
-        cfg = compose(our_overrides(overrides, args.steps, run_dir))
-        datamodule, module, seeding = lightning_parts(cfg)
-        timer = EpochTimer()
-        trainer = lightning_trainer(cfg, [timer, seeding])
-        trainer.fit(module, datamodule=datamodule)
+        timer = timed_epoch(overrides, args.steps, run_dir)[0]
     return Epoch(timer.seconds, timer.examples, timer.padded_tokens, timer.real_tokens)
 
 
@@ -117,7 +111,7 @@ def hf_model(cfg):
     from omegaconf import OmegaConf
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    from sweet_lightning.models import resolve_pretrained
+    from sweet_lightning.modeling import resolve_pretrained
     from sweet_lightning.tasks import get_task
 
     path, num_labels = resolve_pretrained(cfg.model.pretrained), get_task(cfg.task.name).num_labels

@@ -32,14 +32,13 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import (  # noqa: E402
-    EpochTimer,
     compose,
     header,
-    lightning_parts,
     lightning_trainer,
     our_datamodule,
     our_overrides,
     quiet,
+    timed_epoch,
 )
 from sweet_lightning import cli  # noqa: E402
 
@@ -132,10 +131,7 @@ def run(args) -> None:
         *args.overrides,
     ]
     with tempfile.TemporaryDirectory() as run_dir:
-        cfg = compose(our_overrides(base, args.steps, run_dir))
-        datamodule, module, seeding = lightning_parts(cfg)
-        timer = EpochTimer()
-        lightning_trainer(cfg, [timer, seeding]).fit(module, datamodule=datamodule)
+        timer, cfg, datamodule, module = timed_epoch(base, args.steps, run_dir)
         full_batches = -(-len(datamodule.train_dataset) // int(cfg.batch_size))
         train_s = timer.seconds * (full_batches / args.steps if 0 < args.steps < full_batches else 1.0)
         rows = {split: len(ds) for split, ds in datamodule.eval_datasets.items()}

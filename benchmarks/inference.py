@@ -35,11 +35,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sweet_lightning import cli  # noqa: E402
-from sweet_lightning.evaluation import simulate_exits, softmax, speedup  # noqa: E402
+from sweet_lightning.evaluation import PerExitPolicy, simulate_exits, softmax, speedup  # noqa: E402
 from sweet_lightning.inference import AdaptiveClassifier, length_sorted_batches  # noqa: E402
 from sweet_lightning.inference.inputs import read_texts  # noqa: E402
 from sweet_lightning.methods import METHODS  # noqa: E402
-from sweet_lightning.models import load_tokenizer  # noqa: E402
+from sweet_lightning.modeling import load_tokenizer  # noqa: E402
 
 
 def build_parser() -> cli.Parser:
@@ -141,6 +141,12 @@ def bench_texts(task, n: int) -> tuple[list, str]:
     return [(sentence(), sentence()) if pairs else sentence() for _ in range(n)], "synthetic"
 
 
+def batched(clf: AdaptiveClassifier, encodings: list[dict], batch_size: int) -> list[dict]:
+    """The encodings padded into batches of similar length, as `predict` batches them."""
+    lengths = [len(e["input_ids"]) for e in encodings]
+    return [clf.collate([encodings[i] for i in rows]) for rows in length_sorted_batches(lengths, batch_size)]
+
+
 def full_logits(clf: AdaptiveClassifier, batches) -> tuple[np.ndarray, np.ndarray | None]:
     """Every exit's logits [E, N, C] (and sigmoid exit scores) for the batches, in batch order."""
     logits, scores = [], []
@@ -153,19 +159,20 @@ def full_logits(clf: AdaptiveClassifier, batches) -> tuple[np.ndarray, np.ndarra
     return np.concatenate(logits, axis=1), (np.concatenate(scores, axis=1) if scores else None)
 
 
+def exit_statistic(clf: AdaptiveClassifier, logits: np.ndarray, scores) -> np.ndarray | None:
+    """What the policy compares with its threshold at each exit, [E, N] (the policy's own
+    definition); None for a policy that reads earlier exits too (patience)."""
+    if not isinstance(clf.policy, PerExitPolicy):
+        return None
+    return clf.policy.statistic(softmax(logits / clf.temperatures[:, None, None]), scores)
+
+
 def candidate_thresholds(clf: AdaptiveClassifier, logits: np.ndarray, scores) -> np.ndarray:
     """The policy's own grid plus points between the observed values of its statistic on these
     inputs (untrained heads have confidences packed near 1/C, which a uniform grid steps over)."""
-    policy, (num_exits, _, num_classes) = clf.policy, logits.shape
-    grid = policy.default_thresholds(num_exits, num_classes, 201)
-    if policy.name == "patience":
-        return grid
-    probs = softmax(logits / clf.temperatures[:, None, None])
-    stat = {
-        "confidence": probs.max(axis=2),
-        "entropy": -(probs * np.log(np.maximum(probs, 1e-300))).sum(axis=2),
-        "learned": scores,
-    }.get(policy.name)
+    num_exits, _, num_classes = logits.shape
+    grid = clf.policy.default_thresholds(num_exits, num_classes, 201)
+    stat = exit_statistic(clf, logits, scores)
     if stat is None:
         return grid
     # midway between observed values: a threshold equal to a row's value would let float
@@ -180,7 +187,7 @@ def pick_thresholds(clf, logits, scores, targets: list[float]) -> list[float]:
     simulated = []
     for t in candidate_thresholds(clf, logits, scores):
         exits = simulate_exits(logits, t, clf.policy, clf.temperatures, scores).exit_index
-        simulated.append((speedup(exits, clf.exit_layers, clf.num_layers, clf.kind), float(t)))
+        simulated.append((speedup(exits, clf.exit_layers, clf.num_layers, clf.cost_model), float(t)))
     picked = []
     for target in targets:
         below = [s for s in simulated if s[0] <= target]
@@ -222,23 +229,21 @@ def hf_forward(hf, autocast, batch) -> None:
 
 def speed_table(name: str, clf: AdaptiveClassifier, texts, batch_sizes, thresholds, targets, rounds) -> None:
     encodings = clf.tokenize(texts)
-    lengths = [len(e["input_ids"]) for e in encodings]
     print(
-        f"\n== {name} ({clf.kind}): exits {clf.exit_layers} of {clf.num_layers}, policy {clf.policy.name} =="
+        f"\n== {name} ({clf.cost_model}): exits {clf.exit_layers} of {clf.num_layers}, policy {clf.policy.name} =="
     )
     print(
         f"{'threshold':>10} {'batch':>5} {'layer_speedup':>13} {'time_fraction':>13} "
         f"{'ms_exits':>9} {'ms_all_layers':>13}"
     )
     if not thresholds:  # exits do not depend on batching: choose once
-        order = length_sorted_batches(lengths, 32)
-        logits, scores = full_logits(clf, [clf.collate([encodings[i] for i in rows]) for rows in order])
+        logits, scores = full_logits(clf, batched(clf, encodings, 32))
         thresholds = pick_thresholds(clf, logits, scores, targets)
     for bs in batch_sizes:
-        batches = [clf.collate([encodings[i] for i in rows]) for rows in length_sorted_batches(lengths, bs)]
+        batches = batched(clf, encodings, bs)
         for t in thresholds:
             exits = np.concatenate([clf.engine.run(b, t).exit_index for b in batches])
-            layer_speedup = speedup(exits, clf.exit_layers, clf.num_layers, clf.kind)
+            layer_speedup = speedup(exits, clf.exit_layers, clf.num_layers, clf.cost_model)
             timed = interleaved(
                 {"exits": partial(run_exits, clf, t), "all": partial(run_all_layers, clf)}, batches, rounds
             )
@@ -249,24 +254,26 @@ def speed_table(name: str, clf: AdaptiveClassifier, texts, batch_sizes, threshol
 
 
 def never_exit(clf: AdaptiveClassifier) -> float:
-    """The end of the policy's range where no exit before the last may answer: the engine then
-    skips those exits' heads (a cascade: its smaller members) altogether."""
-    return {"entropy": 0.0, "patience": float(len(clf.exit_layers))}.get(clf.policy.name, 1.0)
+    """The end of the policy's range where no exit before the last may answer (its own
+    `only_last_exit_answers`): the engine then skips those exits' heads (a cascade: its smaller
+    members) altogether."""
+    num_exits = len(clf.exit_layers)
+    grid = clf.policy.default_thresholds(num_exits, clf.task.num_labels)
+    return next(float(t) for t in grid if clf.policy.only_last_exit_answers(float(t), num_exits))
 
 
 def evaluated_no_exit(clf: AdaptiveClassifier, batches) -> float | None:
     """A threshold at which every exit is evaluated (head + decision) but no row leaves before
-    the last: halfway past every row's statistic at the earlier exits. None if there is none
+    the last: halfway past every row's statistic at the earlier exits, towards the never-exit end
+    of the range (1, or 0 for a statistic that must fall to the threshold). None if there is none
     (patience, or a statistic already at the end of the range)."""
-    policy = clf.policy.name
-    if policy not in ("confidence", "entropy", "learned"):
+    stat = exit_statistic(clf, *full_logits(clf, batches))
+    if stat is None:
         return None
-    logits, scores = full_logits(clf, batches)
-    probs = softmax(logits[:-1] / clf.temperatures[:-1, None, None])
-    if policy == "entropy":
-        low = float((-(probs * np.log(np.maximum(probs, 1e-300))).sum(axis=2)).min())
+    if not clf.policy.leaves_above:
+        low = float(stat[:-1].min())
         return low / 2 if low > 0 else None
-    high = float((probs.max(axis=2) if policy == "confidence" else scores[:-1]).max())
+    high = float(stat[:-1].max())
     return (high + 1) / 2 if high < 1 else None
 
 
@@ -275,12 +282,11 @@ def throughput_table(clf: AdaptiveClassifier, texts, batch_sizes, rounds) -> Non
 
     # the same architecture as the engine's full model (config overrides included); weights
     # do not matter for timing
-    net = clf.module.net.members[-1] if clf.kind == "cascade" else clf.module.net
+    net = clf.module.net.members[-1] if clf.cost_model == "cascade" else clf.module.net
     config = copy.deepcopy(net.encoder.config)
     config.num_labels = clf.task.num_labels
     hf = AutoModelForSequenceClassification.from_config(config).eval()
     encodings = clf.tokenize(texts)
-    lengths = [len(e["input_ids"]) for e in encodings]
     print(
         f"\n== throughput, all layers (examples/s): plain HF forward vs this engine, best of {2 * rounds} =="
     )
@@ -289,7 +295,7 @@ def throughput_table(clf: AdaptiveClassifier, texts, batch_sizes, rounds) -> Non
         f"{'engine_run_full':>15} {'ratio':>6}"
     )
     for bs in batch_sizes:
-        batches = [clf.collate([encodings[i] for i in rows]) for rows in length_sorted_batches(lengths, bs)]
+        batches = batched(clf, encodings, bs)
         t_none = evaluated_no_exit(clf, batches)
         contenders = {
             "hf": partial(hf_forward, hf, clf.engine.autocast),  # same precision as the engine

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import header  # noqa: E402
 from sweet_lightning import cli  # noqa: E402
 from sweet_lightning.methods import METHODS  # noqa: E402
-from sweet_lightning.models import resolve_pretrained  # noqa: E402
+from sweet_lightning.modeling import resolve_pretrained  # noqa: E402
 
 BERT_BASE = {
     "hidden_size": 768,

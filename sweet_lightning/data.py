@@ -23,9 +23,10 @@ import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, SequentialSampler
-from transformers import AutoTokenizer, DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from sweet_lightning.batching import MEGA_BATCHES, LengthGroupedBatchSampler, LengthOrdered, token_lengths
+from sweet_lightning.modeling import load_tokenizer
 from sweet_lightning.run_record import CALIBRATION_SPLIT
 from sweet_lightning.tasks import TaskSpec, get_task
 
@@ -332,7 +333,7 @@ class GlueDataModule(L.LightningDataModule):
         if self.train_dataset is not None:  # Lightning calls setup once per stage; the data do not change
             return
         sources = self._sources()  # fail on missing files before spending time on the tokenizer
-        self.tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
+        self.tokenizer = load_tokenizer(self.tokenizer_name)  # a hub name, a path or package:<module>
         self.collator = DataCollatorWithPadding(self.tokenizer)
         tok_key = tokenizer_fingerprint(self.tokenizer)
         # The whole pool is tokenised and cached, so other seeds and sizes reuse the same entry.

@@ -14,7 +14,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from sweet_lightning.cli import CONF_DIR, OverrideError, expand_overrides
+from sweet_lightning.overrides import CONF_DIR, OverrideError, expand_overrides
 from sweet_lightning.resolvers import register_resolvers
 
 register_resolvers()  # before @hydra.main composes the config

@@ -62,13 +62,14 @@ def get_metric(name: str) -> Callable[[np.ndarray, np.ndarray], float]:
 
 
 def run_metrics(
-    exit_scores: list[float], auc: float | None = None, calibration_auc: float | None = None
+    individual_scores: list[float], auc: float | None = None, calibration_auc: float | None = None
 ) -> dict[str, float]:
     """A run's headline numbers on its primary eval split, by the names under which the evaluation
     callback logs them every validation epoch and results.json stores them: what `optimized_metric`
-    (returned to sweepers, monitored by checkpoints) can name."""
-    metrics = {"val/score": exit_scores[-1]}
-    metrics.update({f"val/exit{i}/score": s for i, s in enumerate(exit_scores, start=1)})
+    (returned to sweepers, monitored by checkpoints) can name. `individual_scores`: each exit's
+    score alone, first to last."""
+    metrics = {"val/score": individual_scores[-1]}
+    metrics.update({f"val/exit{i}/score": s for i, s in enumerate(individual_scores, start=1)})
     if auc is not None:
         metrics["val/auc"] = auc
     if calibration_auc is not None:  # the hold-out's AUC (model_selection), logged by the callback

@@ -12,6 +12,10 @@ where CUDA is available, False on CPU. CPU kernels already give the same bits at
 count (tests/test_determinism.py), and torch's deterministic mode costs a CPU training epoch 6%
 (docs/benchmarks.md, "One epoch against the Hugging Face Trainer"); on GPUs it is what makes a seed
 repeatable (atomic adds in backward otherwise sum in any order).
+
+`${sl.eq:a,b}` is whether a == b (the module's `learned_exit`: exit_policy=learned), and
+`${sl.holdout:calibration,size}` the examples held out of the training pool for calibration: `size`
+with calibration=train_holdout, none with calibration=dev (conf/train.yaml, `data`).
 """
 
 from __future__ import annotations
@@ -42,10 +46,20 @@ def _deterministic() -> str | bool:
     return "warn" if torch.cuda.is_available() else False
 
 
+def _holdout(calibration: str, size: int) -> int:
+    return int(size) if calibration == "train_holdout" else 0
+
+
+RESOLVERS = {
+    "sl.mkdir": _mkdir,
+    "sl.sweep_group": _sweep_group,
+    "sl.deterministic": _deterministic,
+    "sl.eq": lambda a, b: a == b,
+    "sl.holdout": _holdout,
+}
+
+
 def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("sl.mkdir"):
-        OmegaConf.register_new_resolver("sl.mkdir", _mkdir)
-    if not OmegaConf.has_resolver("sl.sweep_group"):
-        OmegaConf.register_new_resolver("sl.sweep_group", _sweep_group)
-    if not OmegaConf.has_resolver("sl.deterministic"):
-        OmegaConf.register_new_resolver("sl.deterministic", _deterministic)
+    for name, resolver in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)

@@ -6,8 +6,9 @@ evaluated split (per-exit logits [E, N, C], labels [N], learned exit scores [E, 
 Training writes it (train.write_results), and so do a failed or interrupted run (runs.py); resume and
 skip, `evaluate`, the inference loader, the report, `reproduce` and W&B read it.
 
-Records written before `schema_version` existed (version 1) load as they are: they also kept each
-exit's score under `splits.<split>.exits`, which readers no longer use (`evaluation` has them).
+Older records load: version 1 (no `schema_version` key) also kept each exit's score under
+`splits.<split>.exits`, which readers no longer use (`evaluation` has them); versions 1 and 2 named
+the cost model `kind` (top level and in each `evaluation.<split>`), read here as `cost_model`.
 No Lightning import here: the report reads records without it.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 2  # 1: no schema_version key, per-exit scores stored twice
+SCHEMA_VERSION = 3  # 1: no schema_version key, per-exit scores stored twice; 1-2: `kind` for cost_model
 RESULTS_FILE = "results.json"
 CALIBRATION_SPLIT = "calibration"  # examples held out of the training pool (calibration=train_holdout)
 COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
@@ -42,12 +43,12 @@ class RecordError(ValueError):
 @dataclass(frozen=True)
 class EvalSpec:
     """What evaluating saved logits needs to know of a run: its task, where its exits are and how
-    their cost counts (`kind`: "early_exit" reuses layers, "cascade" re-runs them; paper eq. 1)."""
+    their cost counts (`cost_model`: "early_exit" reuses layers, "cascade" re-runs them; paper eq. 1)."""
 
     task: str
     exit_layers: tuple[int, ...]
     num_layers: int
-    kind: str
+    cost_model: str
 
 
 @dataclass
@@ -60,7 +61,7 @@ class RunRecord:
     pretrained: str | None = None
     exit_layers: list[int] | None = None
     num_layers: int | None = None
-    kind: str | None = None
+    cost_model: str | None = None
     exit_pooling: str | None = None
     seed: int | None = None
     lr: float | None = None
@@ -89,6 +90,9 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunRecord:
+        version = data.get("schema_version", 1)
+        if not isinstance(version, int) or version < 3:
+            data = _renamed_cost_model(data)
         known = {f.name for f in fields(cls)} - {"extra", "path"}
         record = cls(
             **{k: v for k, v in data.items() if k in known and k != "status"}, status=data.get("status")
@@ -146,11 +150,11 @@ class RunRecord:
         return self.status == COMPLETED
 
     def eval_spec(self) -> EvalSpec:
-        missing = [k for k in ("task", "exit_layers", "num_layers", "kind") if getattr(self, k) is None]
+        missing = [k for k in ("task", "exit_layers", "num_layers", "cost_model") if getattr(self, k) is None]
         if missing:
             problem = f"is not a results.json written by launch.py (no {', '.join(missing)})"
             raise RecordError(self.path or Path(RESULTS_FILE), problem)
-        return EvalSpec(self.task, tuple(self.exit_layers), int(self.num_layers), self.kind)
+        return EvalSpec(self.task, tuple(self.exit_layers), int(self.num_layers), self.cost_model)
 
     def saved_logits(self, run_dir: Path) -> dict[str, dict[str, np.ndarray]]:
         """The saved outputs of every evaluated split, and of the calibration split when saved."""
@@ -158,6 +162,19 @@ class RunRecord:
         if (Path(run_dir) / logits_file(CALIBRATION_SPLIT)).exists():
             names.append(CALIBRATION_SPLIT)
         return {split: load_logits(run_dir, split) for split in names}
+
+
+def _renamed_cost_model(data: dict) -> dict:
+    """A version 1-2 record with its `kind` keys (top level, each evaluated split) as `cost_model`."""
+    data = {("cost_model" if k == "kind" else k): v for k, v in data.items()}
+    if isinstance(data.get("evaluation"), dict):
+        data["evaluation"] = {
+            split: {("cost_model" if k == "kind" else k): v for k, v in ev.items()}
+            if isinstance(ev, dict)
+            else ev
+            for split, ev in data["evaluation"].items()
+        }
+    return data
 
 
 def save_logits(run_dir: Path, split: str, arrays: dict[str, np.ndarray]) -> str:

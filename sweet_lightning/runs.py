@@ -53,9 +53,14 @@ NOT_IDENTITY = (
     "data.cache_dir",
     "data.num_workers",
     "data.sort_eval_by_length",  # the eval rows' order: float noise at most, outputs in dataset order
+    # where the constructor lives in the code, not what it computes (runs stored before these existed)
+    "data._target_",
+    "evaluation._target_",
 )
 # keys added after runs were stored: a stored run without one ran as this value says
 ADDED_KEYS = {"data.group_by_length": False}
+# interpolations that read the environment or the run dir rather than other keys (see derived_keys)
+ENVIRONMENT_RESOLVERS = ("oc.env:", "sl.deterministic:", "now:", "hydra:", "sl.sweep_group:")
 
 
 class RunDirConflict(RuntimeError):
@@ -68,9 +73,24 @@ def _refused(err: BaseException) -> bool:
     return isinstance(err, (RunDirConflict, RunDirLocked))
 
 
-def _identity(config: dict) -> dict:
+def derived_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """Dotted keys whose value only passes on other keys (`${lr}`; conf/train.yaml's constructor
+    nodes `module`, `data`, `evaluation` are mostly such). A run is compared through the keys they
+    read, so runs stored before those nodes existed still match the same command."""
+    keys = []
+    for key in cfg:
+        node = cfg._get_node(key)
+        if OmegaConf.is_interpolation(cfg, key):
+            if not any(resolver in str(node._value()) for resolver in ENVIRONMENT_RESOLVERS):
+                keys.append(f"{prefix}{key}")
+        elif isinstance(node, DictConfig):
+            keys += derived_keys(node, f"{prefix}{key}.")
+    return keys
+
+
+def _identity(config: dict, derived: list[str]) -> dict:
     config = copy.deepcopy(config)
-    for dotted in NOT_IDENTITY:
+    for dotted in (*NOT_IDENTITY, *derived):
         *groups, key = dotted.split(".")
         _group(config, groups).pop(key, None)
     for dotted, value in ADDED_KEYS.items():
@@ -86,6 +106,28 @@ def _group(config: dict, names: list[str]) -> dict:
         if not isinstance(config, dict):
             return {}
     return config
+
+
+def _has(config: dict, dotted: str) -> bool:
+    for name in dotted.split("."):
+        if not isinstance(config, dict) or name not in config:
+            return False
+        config = config[name]
+    return True
+
+
+def run_dir_keys(config: Any, out: Path, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is a path at or under the run dir `out` (trainer.default_root_dir, a
+    checkpoint's dirpath): where the checkout lives, not what the run computes. A sweep re-launched
+    from another clone or folder still skips the runs committed in it."""
+    if isinstance(config, dict):
+        return [k for key, v in config.items() for k in run_dir_keys(v, out, f"{prefix}{key}.")]
+    # only absolute paths, as Hydra writes the run dir: with run_dir=. a task name would be "under" it
+    if isinstance(config, str) and Path(config).is_absolute():
+        root, path = out.resolve(), Path(config).resolve()
+        if path == root or root in path.parents:
+            return [prefix.rstrip(".")]
+    return []
 
 
 def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -113,7 +155,11 @@ def completed_value(cfg: DictConfig, out: Path) -> float | None:
     previous = RunRecord.read(out)
     if previous is None or not previous.completed or cfg.get("redo"):
         return None
-    diff = config_diff(_identity(previous.config or {}), _identity(resolved(cfg)))
+    current, stored = resolved(cfg), previous.config or {}
+    # a key that only passes on others is left out where the stored run predates it, not otherwise:
+    # the values it passed on then are part of what that run computed
+    ignored = [k for k in derived_keys(cfg) if not _has(stored, k)] + run_dir_keys(current, out)
+    diff = config_diff(_identity(stored, ignored), _identity(current, ignored))
     if diff:
         shown = ", ".join(diff[:8]) + (", ..." if len(diff) > 8 else "")
         raise RunDirConflict(
@@ -280,9 +326,7 @@ def record_interrupted(cfg: DictConfig, out: Path) -> None:
     path = record.save(out)
     record_outcome(out, INTERRUPTED, f"stopped by SIGTERM; last checkpoint: {record.checkpoint}")
     start = "the start (no epoch ended)" if ckpt is None else ckpt
-    log.error(
-        "interrupted by SIGTERM: recorded in %s; resume=true continues from %s", path, start
-    )
+    log.error("interrupted by SIGTERM: recorded in %s; resume=true continues from %s", path, start)
 
 
 def record_outcome(out: Path, outcome: str, reason: str = "") -> None:

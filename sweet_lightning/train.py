@@ -1,6 +1,7 @@
-"""One training run: data, method, trainer from the Hydra config; then the final validation's
-per-exit logits (`logits_<split>.npz`) and its evaluation by the callback, saved as the run record
-(`results.json`, sweet_lightning.run_record).
+"""One training run: the datamodule, the method's LightningModule and the evaluation callback,
+each built by Hydra from its node of conf/train.yaml (`data`, `method` + `module`, `evaluation`);
+then the final validation's per-exit logits (`logits_<split>.npz`) and its evaluation by the
+callback, saved as the run record (`results.json`, sweet_lightning.run_record).
 
 launch.py is a thin wrapper around `train(cfg)`.
 """
@@ -20,6 +21,227 @@ from sweet_lightning.run_record import RunRecord
 log = logging.getLogger(__name__)
 
 
+def train(cfg: DictConfig) -> float:
+    """Fit the configured method and return `cfg.optimized_metric` of the final evaluation.
+
+    The run dir is locked while it trains; a run dir with a completed run is skipped; a failing run
+    is recorded in results.json ("status": "failed"), one stopped by SIGTERM as "interrupted"
+    (sweet_lightning.runs.guarded_run). In a multirun a failing run returns NaN so that the other
+    jobs go on (under Optuna it raises: a FAIL trial), a single run re-raises.
+    """
+    from sweet_lightning import runs
+    from sweet_lightning.console import quiet_console
+
+    quiet_console()
+    try:
+        return runs.guarded_run(cfg, output_dir(cfg), _train)
+    finally:
+        close_wandb()
+
+
+def _train(cfg: DictConfig) -> float:
+    """checks -> datamodule, module, evaluation callback, trainer -> fit -> the reported weights'
+    final evaluation -> logits and results.json."""
+    import lightning as L
+
+    from sweet_lightning import runs
+
+    check_config(cfg)
+    check_trainer(cfg)
+    out = output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.get("torch_threads") is not None:
+        import torch
+
+        torch.set_num_threads(int(cfg.torch_threads))
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg)
+    check_max_seq_length(cfg, module)
+    evaluation = build_evaluation(cfg)
+    trainer, selector = build_trainer(cfg, evaluation, out)
+
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=runs.resume_checkpoint(cfg))
+    train_time = time.perf_counter() - start
+
+    # recorded before validate(ckpt_path=...), which restores callback states from that checkpoint
+    selection = selector.record(datamodule.eval_split_names[0])
+    # the last fit epoch's outputs may already be those of the reported weights: then they are final
+    if not selector.evaluated_already(trainer, evaluation.outputs):
+        ckpt = selector.final_weights(trainer, module)
+        trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+    if not trainer.is_global_zero:  # DDP: rank 0 writes the results (every rank holds the same)
+        return float("nan")
+    weights = selector.weights_file(trainer)
+    if not cfg.get("keep_checkpoints", True):
+        # a study that keeps only its logits (experiment=cpu_repro): ~0.3-1 GB of weights per run
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        weights = None
+    record = write_results(cfg, module, datamodule, evaluation, out, train_time, weights, selection)
+    value = record.metrics.get(cfg.get("optimized_metric"))
+    finish_run(trainer, record, out)
+    return float(value) if value is not None else float("nan")
+
+
+# ---- the run's objects, built by Hydra from conf/train.yaml's `module`, `data`, `evaluation`
+
+
+def build(node, **kwargs):
+    """hydra.utils.instantiate, with our own one-line errors (offline hub, bad exit layers, an unknown
+    exit policy) surfaced instead of Hydra's wrapper around them."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, (ValueError, RuntimeError)):
+            raise err.__cause__ from None
+        raise
+
+
+def build_module(cfg: DictConfig):
+    """The LightningModule: conf/method's class and keys with the `module` node's arguments (`name`
+    aside: it names the run, not the module)."""
+    spec = {
+        **OmegaConf.to_container(cfg.method, resolve=True),
+        **OmegaConf.to_container(cfg.module, resolve=True),
+    }
+    spec.pop("name", None)
+    return build(spec, _convert_="all")
+
+
+def build_datamodule(cfg: DictConfig):
+    return build(cfg.data)
+
+
+def build_evaluation(cfg: DictConfig):
+    return build(cfg.evaluation, _convert_="all")
+
+
+def build_trainer(cfg: DictConfig, evaluation, out: Path):
+    """(Trainer, ModelSelection): the evaluation callback, the configured callbacks and loggers, and
+    the callback that chooses which epoch's weights are reported."""
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from sweet_lightning import model_selection, runs
+    from sweet_lightning.seeding import EpochSeeding
+    from sweet_lightning.wandb_logging import attach_run_config
+
+    callbacks = [evaluation, *instantiate_all(cfg.get("callbacks")), EpochSeeding(cfg.seed)]
+    loggers = instantiate_all(cfg.get("logger"))
+    attach_run_config(loggers, OmegaConf.to_container(cfg, resolve=True))
+    # without a configured checkpoint (callbacks=none) Lightning would add its own; keep none
+    keep = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+    # which epoch is reported (model_selection): without a checkpoint on disk, kept in memory
+    selector = model_selection.ModelSelection(selection_rule(cfg), keep_weights=not keep)
+    callbacks.append(selector)
+    runs.pin_ddp_relaunch(out)
+    trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=keep
+    )
+    model_selection.configure_checkpoint(trainer.checkpoint_callback, selector.rule)
+    return trainer, selector
+
+
+def instantiate_all(group: DictConfig | None) -> list[Any]:
+    from hydra.utils import instantiate
+
+    if not group:
+        return []
+    return [instantiate(c) for c in group.values() if c is not None and "_target_" in c]
+
+
+# ---- the end of a run
+
+
+def write_results(
+    cfg, module, datamodule, evaluation, out: Path, train_time: float, ckpt: str | None, selection: dict
+) -> RunRecord:
+    """Save the final validation's logits and results.json (fields documented in README, "Outputs"):
+    both as the evaluation callback holds them, nothing is evaluated again."""
+    import torch
+
+    from sweet_lightning.evaluation.callback import headline_metrics, warn_collapsed
+    from sweet_lightning.run_record import CALIBRATION_SPLIT, save_logits
+
+    report = evaluation.latest
+    splits = {}
+    for split, arrays in evaluation.outputs.items():
+        name = save_logits(out, split, arrays)
+        if split != CALIBRATION_SPLIT:
+            splits[split] = {"num_examples": int(arrays["labels"].shape[0]), "logits": name}
+    primary = next(iter(splits), None)
+    metrics = headline_metrics(report) if primary is not None else {}
+    calibration = {"source": cfg.calibration}
+    calibration["size"] = (
+        int(len(datamodule.calibration_indices))
+        if cfg.calibration == "train_holdout"
+        else splits[primary]["num_examples"]
+    )
+    record = RunRecord(
+        method=cfg.method.name,
+        task=module.task.name,
+        model=cfg.model.name,
+        pretrained=cfg.model.pretrained,
+        exit_layers=module.exit_layers,
+        num_layers=module.num_layers,
+        cost_model=module.cost_model,
+        exit_pooling=cfg.model.exit_pooling,
+        seed=int(cfg.seed),
+        lr=float(cfg.lr),
+        train_size=int(cfg.train_size),
+        train_examples=int(len(datamodule.train_indices)),
+        max_epochs=int(cfg.trainer.max_epochs),
+        batch_size=int(cfg.batch_size),
+        metric=module.task.metric,
+        primary_split=primary,
+        exit_policy=cfg.exit_policy,
+        calibration=calibration,
+        temperatures=report[primary]["temperatures"] if primary in report else None,
+        splits=splits,
+        evaluation=report,
+        collapsed_exits=warn_collapsed(module, report, cfg.seed, warn=False),
+        metrics=metrics,
+        selection=selection,
+        # what bit-identical numbers also depend on: on CPU, gradient reductions vary with the thread count
+        environment={
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "device": str(module.device),
+        },
+        train_time_s=round(train_time, 2),
+        checkpoint=ckpt,
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    record.save(out)
+    return record
+
+
+def finish_run(trainer, record: RunRecord, out: Path) -> None:
+    """End of a run: the final evaluation to W&B (when on) and the closing block on the console."""
+    from sweet_lightning.console import end_of_run
+    from sweet_lightning.wandb_logging import log_final
+
+    try:
+        log_final(trainer.loggers, record, out)
+    except Exception as err:  # results.json is written: a W&B hiccup must not turn the run into a failure
+        log.warning("W&B: the final evaluation was not logged (%s: %s)", type(err).__name__, err)
+    log.info("%s", end_of_run(record, out))
+
+
+def close_wandb() -> None:
+    """W&B runs are closed even when training fails (otherwise the next run of a sweep hangs on it)."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
 def output_dir(cfg: DictConfig) -> Path:
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -27,6 +249,9 @@ def output_dir(cfg: DictConfig) -> Path:
         return Path(HydraConfig.get().runtime.output_dir)
     except ValueError:  # called outside Hydra (tests, notebooks)
         return Path(cfg.get("output_dir") or ".")
+
+
+# ---- config checks: before any data or model is loaded, one line naming the key and the fix
 
 
 # key, type, test, what the test asks, example: checked before any data or model is loaded
@@ -67,6 +292,34 @@ def check_config(cfg: DictConfig) -> None:
     if threads is not None and int(threads) < 1:
         raise ValueError(f"torch_threads={threads} must be >= 1 (or null for torch's default).")
     selection_rule(cfg)
+    check_passed_on_keys(cfg)
+
+
+def passed_on_keys() -> dict[str, str]:
+    """{`data.train_size`: `train_size`, ...}: the constructor nodes' keys that conf/train.yaml writes
+    as nothing but another key (`${train_size}`)."""
+    import re
+
+    from sweet_lightning.overrides import CONF_DIR
+
+    raw = OmegaConf.load(CONF_DIR / "train.yaml")
+    pairs = {}
+    for node in ("module", "data", "evaluation"):
+        for key, value in (raw.get(node) or {}).items_ex(resolve=False):
+            if isinstance(value, str) and (m := re.fullmatch(r"\$\{([\w.]+)\}", value)):
+                pairs[f"{node}.{key}"] = m.group(1)
+    return pairs
+
+
+def check_passed_on_keys(cfg: DictConfig) -> None:
+    """`data.train_size=500` would train on 500 rows while results.json, the report and the skip logic
+    read `train_size`: a passed-on key must keep its top-level key's value."""
+    for key, source in passed_on_keys().items():
+        if OmegaConf.select(cfg, key) != OmegaConf.select(cfg, source):
+            raise ValueError(
+                f"{key}={OmegaConf.select(cfg, key)} differs from {source}={OmegaConf.select(cfg, source)}, "
+                f"which results.json and the report read: set {source}=... instead of {key}."
+            )
 
 
 def selection_rule(cfg: DictConfig):
@@ -87,7 +340,7 @@ def check_trainer(cfg: DictConfig) -> None:
 
 def check_max_seq_length(cfg: DictConfig, module) -> None:
     """Longer inputs than the model has positions for would fail mid-epoch with a tensor-size error."""
-    from sweet_lightning.backbone import SegmentedEncoder
+    from sweet_lightning.modeling import SegmentedEncoder
 
     limit = SegmentedEncoder.max_length_of(module)
     if limit is not None and int(cfg.max_seq_length) > limit:
@@ -95,236 +348,3 @@ def check_max_seq_length(cfg: DictConfig, module) -> None:
             f"max_seq_length={cfg.max_seq_length} is more than the {limit} positions of model "
             f"{cfg.model.name} ({cfg.model.pretrained}): use max_seq_length <= {limit}."
         )
-
-
-def build_module(cfg: DictConfig):
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    method_cfg = OmegaConf.to_container(cfg.method, resolve=True)
-    method_cfg.pop("name", None)
-    model = cfg.model
-    try:
-        return _instantiate_module(instantiate, method_cfg, cfg, model)
-    except InstantiationException as err:
-        # surface our own one-line errors (offline hub, bad exit layers) instead of Hydra's wrapper
-        if isinstance(err.__cause__, (ValueError, RuntimeError)):
-            raise err.__cause__ from None
-        raise
-
-
-def _instantiate_module(instantiate, method_cfg, cfg, model):
-    return instantiate(
-        method_cfg,
-        task=cfg.task.name,
-        pretrained=model.pretrained,
-        exit_layers=list(model.exit_layers),
-        exit_pooling=model.exit_pooling,
-        dropout=model.dropout,
-        random_init=model.random_init,
-        config_overrides=OmegaConf.to_container(model.config_overrides) if model.config_overrides else None,
-        learned_exit=cfg.exit_policy == "learned",
-        lr=cfg.lr,
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler),
-        _convert_="all",
-    )
-
-
-def build_datamodule(cfg: DictConfig):
-    from sweet_lightning.data import GlueDataModule
-    from sweet_lightning.models import resolve_pretrained
-
-    return GlueDataModule(
-        task=cfg.task.name,
-        tokenizer=resolve_pretrained(cfg.model.pretrained),
-        glue_dir=cfg.data.glue_dir,
-        train_size=cfg.train_size,
-        max_seq_length=cfg.max_seq_length,
-        batch_size=cfg.batch_size,
-        eval_batch_size=cfg.eval_batch_size,
-        seed=cfg.seed,
-        calibration_size=cfg.calibration_size if cfg.calibration == "train_holdout" else 0,
-        num_workers=cfg.data.num_workers,
-        cache_dir=cfg.data.cache_dir,
-        group_by_length=cfg.data.group_by_length,
-        sort_eval_by_length=cfg.data.sort_eval_by_length,
-    )
-
-
-def build_evaluation(cfg: DictConfig):
-    from sweet_lightning.evaluation.callback import AdaptiveEvaluation
-
-    ev = cfg.evaluation
-    return AdaptiveEvaluation(
-        policy=cfg.exit_policy,
-        calibration=cfg.calibration,
-        thresholds=list(ev.thresholds) if ev.thresholds is not None else None,
-        num_thresholds=ev.num_thresholds,
-        speedup_points=list(ev.speedup_points) if ev.speedup_points is not None else None,
-        policy_kwargs=OmegaConf.to_container(ev.policy_kwargs) if ev.policy_kwargs else None,
-        seed=cfg.seed,
-    )
-
-
-def instantiate_all(group: DictConfig | None) -> list[Any]:
-    from hydra.utils import instantiate
-
-    if not group:
-        return []
-    return [instantiate(c) for c in group.values() if c is not None and "_target_" in c]
-
-
-def close_wandb() -> None:
-    """W&B runs are closed even when training fails (otherwise the next run of a sweep hangs on it)."""
-    import sys
-
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
-
-
-def train(cfg: DictConfig) -> float:
-    """Fit the configured method and return `cfg.optimized_metric` of the final evaluation.
-
-    The run dir is locked while it trains; a run dir with a completed run is skipped; a failing run
-    is recorded in results.json ("status": "failed"), one stopped by SIGTERM as "interrupted"
-    (sweet_lightning.runs.guarded_run). In a multirun a failing run returns NaN so that the other
-    jobs go on (under Optuna it raises: a FAIL trial), a single run re-raises.
-    """
-    from sweet_lightning import runs
-    from sweet_lightning.console import quiet_console
-
-    quiet_console()
-    try:
-        return runs.guarded_run(cfg, output_dir(cfg), _train)
-    finally:
-        close_wandb()
-
-
-def _train(cfg: DictConfig) -> float:
-    import lightning as L
-    from hydra.utils import instantiate
-
-    from sweet_lightning import model_selection, runs
-    from sweet_lightning.seeding import EpochSeeding
-    from sweet_lightning.wandb_logging import attach_run_config
-
-    check_config(cfg)
-    check_trainer(cfg)
-    out = output_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.get("torch_threads") is not None:
-        import torch
-
-        torch.set_num_threads(int(cfg.torch_threads))
-    L.seed_everything(cfg.seed, workers=True)
-
-    datamodule = build_datamodule(cfg)
-    module = build_module(cfg)
-    check_max_seq_length(cfg, module)
-    evaluation = build_evaluation(cfg)
-    callbacks = [evaluation, *instantiate_all(cfg.get("callbacks")), EpochSeeding(cfg.seed)]
-    loggers = instantiate_all(cfg.get("logger"))
-    attach_run_config(loggers, OmegaConf.to_container(cfg, resolve=True))
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    # without a configured checkpoint (callbacks=none) Lightning would add its own; keep none
-    keep = any(isinstance(c, ModelCheckpoint) for c in callbacks)
-    # which epoch is reported (model_selection): without a checkpoint on disk, kept in memory
-    selector = model_selection.ModelSelection(selection_rule(cfg), keep_weights=not keep)
-    callbacks.append(selector)
-    runs.pin_ddp_relaunch(out)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_checkpointing=keep)
-    model_selection.configure_checkpoint(trainer.checkpoint_callback, selector.rule)
-
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=runs.resume_checkpoint(cfg))
-    train_time = time.perf_counter() - start
-
-    # recorded before validate(ckpt_path=...), which restores callback states from that checkpoint
-    selection = selector.record(datamodule.eval_split_names[0])
-    # the last fit epoch's outputs may already be those of the reported weights: then they are final
-    if not selector.evaluated_already(trainer, evaluation.outputs):
-        ckpt = selector.final_weights(trainer, module)
-        trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
-    if not trainer.is_global_zero:  # DDP: rank 0 writes the results (every rank holds the same)
-        return float("nan")
-    weights = selector.weights_file(trainer)
-    if not cfg.get("keep_checkpoints", True):
-        # a study that keeps only its logits (experiment=cpu_repro): ~0.3-1 GB of weights per run
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        weights = None
-    record = write_results(cfg, module, datamodule, evaluation, out, train_time, weights, selection)
-    value = record.metrics.get(cfg.get("optimized_metric"))
-    finish_run(trainer, record, out)
-    return float(value) if value is not None else float("nan")
-
-
-def finish_run(trainer, record: RunRecord, out: Path) -> None:
-    """End of a run: the final evaluation to W&B (when on) and the closing block on the console."""
-    from sweet_lightning.console import end_of_run
-    from sweet_lightning.wandb_logging import log_final
-
-    try:
-        log_final(trainer.loggers, record, out)
-    except Exception as err:  # results.json is written: a W&B hiccup must not turn the run into a failure
-        log.warning("W&B: the final evaluation was not logged (%s: %s)", type(err).__name__, err)
-    log.info("%s", end_of_run(record, out))
-
-
-def write_results(
-    cfg, module, datamodule, evaluation, out: Path, train_time: float, ckpt: str | None, selection: dict
-) -> RunRecord:
-    """Save the final validation's logits and results.json (fields documented in README, "Outputs"):
-    both as the evaluation callback holds them, nothing is evaluated again."""
-    import torch
-
-    from sweet_lightning.evaluation.callback import headline_metrics, warn_collapsed
-    from sweet_lightning.run_record import CALIBRATION_SPLIT, save_logits
-
-    report = evaluation.latest
-    splits = {}
-    for split, arrays in evaluation.outputs.items():
-        name = save_logits(out, split, arrays)
-        if split != CALIBRATION_SPLIT:
-            splits[split] = {"num_examples": int(arrays["labels"].shape[0]), "logits": name}
-    primary = next(iter(splits), None)
-    metrics = headline_metrics(report) if primary is not None else {}
-    calibration = {"source": cfg.calibration}
-    calibration["size"] = (
-        int(len(datamodule.calibration_indices)) if cfg.calibration == "train_holdout" else splits[primary]["num_examples"]
-    )
-    record = RunRecord(
-        method=cfg.method.name,
-        task=module.task.name,
-        model=cfg.model.name,
-        pretrained=cfg.model.pretrained,
-        exit_layers=module.exit_layers,
-        num_layers=module.num_layers,
-        kind=module.kind,
-        exit_pooling=cfg.model.exit_pooling,
-        seed=int(cfg.seed),
-        lr=float(cfg.lr),
-        train_size=int(cfg.train_size),
-        train_examples=int(len(datamodule.train_indices)),
-        max_epochs=int(cfg.trainer.max_epochs),
-        batch_size=int(cfg.batch_size),
-        metric=module.task.metric,
-        primary_split=primary,
-        exit_policy=cfg.exit_policy,
-        calibration=calibration,
-        temperatures=report[primary]["temperatures"] if primary in report else None,
-        splits=splits,
-        evaluation=report,
-        collapsed_exits=warn_collapsed(module, report, cfg.seed, warn=False),
-        metrics=metrics,
-        selection=selection,
-        # what bit-identical numbers also depend on: on CPU, gradient reductions vary with the thread count
-        environment={"torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(module.device)},
-        train_time_s=round(train_time, 2),
-        checkpoint=ckpt,
-        config=OmegaConf.to_container(cfg, resolve=True),
-    )
-    record.save(out)
-    return record

@@ -112,7 +112,7 @@ def log_final(loggers: Iterable, record: RunRecord, run_dir: Path) -> None:
             charts[f"{prefix}/speed_accuracy"] = curve_chart(
                 res["curve"], f"{name}: {res['metric']} vs speedup"
             )
-            charts[f"{prefix}/exit_scores"] = exit_chart(res["exits"], f"{name}: {res['metric']} per exit")
+            charts[f"{prefix}/individual_scores"] = exit_chart(res["exits"], f"{name}: {res['metric']} per exit")
         run.log(charts)
         run.summary.update(summary_values(record))
         if getattr(logger, "log_artifacts", False):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import CONF_DIR, REPO
+from conftest import REPO, compose
 
 # a tiny run: random 4-layer BERT, 32 RTE examples, 1 epoch, CSV logs only
 TINY = [
@@ -25,28 +25,13 @@ TINY = [
 ]
 
 
-def compose(overrides: list[str], cwd: Path | None = None):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from sweet_lightning.resolvers import register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return hydra_compose("train", overrides=overrides, return_hydra_config=True)
-
-
 def run_in_process(overrides: list[str], out: Path) -> float:
     """train() as launch.py would call it for `python launch.py <overrides> run_dir=<out>`."""
-    from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
     from sweet_lightning.train import train
 
-    cfg = compose([*overrides, f"run_dir={out}"])
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(out)
-    HydraConfig.instance().set_config(cfg)
+    cfg = compose([*overrides, f"run_dir={out}"], output_dir=out)
     with open_dict(cfg):
         del cfg["hydra"]
     return train(cfg)

@@ -12,7 +12,7 @@ from transformers import (
     RobertaConfig,
 )
 
-from sweet_lightning.backbone import SegmentedEncoder
+from sweet_lightning.modeling import SegmentedEncoder
 
 SMALL = dict(
     hidden_size=32,

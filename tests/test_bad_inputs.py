@@ -15,17 +15,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from sweet_lightning.cli import OverrideError, expand_overrides
 from sweet_lightning.data import GlueDataModule, read_glue_tsv
 from sweet_lightning.evaluate import main as evaluate_main
 from sweet_lightning.inference import resolve_source
 from sweet_lightning.inference.inputs import InputError, read_texts
+from sweet_lightning.overrides import OverrideError, expand_overrides
 from sweet_lightning.predict import main as predict_main
 from sweet_lightning.tasks import get_task
 from sweet_lightning.train import check_config, train
-from tests.conftest import CONF_DIR, REPO
+from tests.conftest import REPO, compose
 
 RTE_HEADER = "index\tsentence1\tsentence2\tlabel"
 
@@ -95,17 +94,7 @@ def test_non_utf8_glue_file_names_file_and_line(tmp_path, line):
 
 def composed(overrides: list[str], tmp_path: Path | None = None):
     """The config launch.py would get, with Hydra's runtime set so that train() can run it."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    if tmp_path is not None:
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(tmp_path)
-            cfg.hydra.job.num = 0
-        HydraConfig.instance().set_config(cfg)
-    return cfg
+    return compose(overrides, output_dir=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -351,7 +340,7 @@ def test_glue_file_without_the_tasks_columns_names_them(tmp_path):
 
 
 def test_backbone_package_not_installed_names_the_install():
-    from sweet_lightning.models import resolve_pretrained
+    from sweet_lightning.modeling import resolve_pretrained
 
     with pytest.raises(RuntimeError) as err:
         resolve_pretrained("package:no_such_backbone")
@@ -391,7 +380,7 @@ def minimal_run(run: Path) -> None:
 
     rng = np.random.default_rng(0)
     np.savez(run / "logits_dev.npz", logits=rng.normal(size=(2, 20, 2)), labels=rng.integers(0, 2, 20))
-    results = {"task": "rte", "exit_layers": [1, 2], "num_layers": 2, "kind": "early_exit",
+    results = {"task": "rte", "exit_layers": [1, 2], "num_layers": 2, "cost_model": "early_exit",
                "splits": {"dev": {"logits": "logits_dev.npz"}}, "calibration": {"source": "dev"}}  # fmt: skip
     (run / "results.json").write_text(json.dumps(results))
 
@@ -402,7 +391,7 @@ def minimal_run(run: Path) -> None:
         ("results.json", b'{"task": ', "results.json is not valid JSON (Expecting value"),
         ("results.json", b"\xff\xfe\x00garbage", "results.json is not valid JSON (not UTF-8 text)"),
         ("results.json", b"[1, 2]", "results.json is not a results.json written by launch.py"),
-        ("results.json", b'{"task": "rte"}', "(no exit_layers, num_layers, kind)"),
+        ("results.json", b'{"task": "rte"}', "(no exit_layers, num_layers, cost_model)"),
         ("logits_dev.npz", b"PK\x03\x04 truncated", "logits_dev.npz is not a readable logits file"),
     ],
 )

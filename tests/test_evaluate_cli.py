@@ -18,7 +18,7 @@ def fake_run(tmp_path, with_calibration=True):
     np.savez(tmp_path / "logits_dev.npz", logits=logits, labels=labels)
     if with_calibration:
         np.savez(tmp_path / "logits_calibration.npz", logits=logits[:, :20], labels=labels[:20])
-    results = {"task": "rte", "exit_layers": [1, 2, 3, 6], "num_layers": 6, "kind": "early_exit",
+    results = {"task": "rte", "exit_layers": [1, 2, 3, 6], "num_layers": 6, "cost_model": "early_exit",
                "splits": {"dev": {"logits": "logits_dev.npz"}},
                "calibration": {"source": "train_holdout"}, "status": "completed"}
     (tmp_path / "results.json").write_text(json.dumps(results))

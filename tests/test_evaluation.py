@@ -27,6 +27,7 @@ from sweet_lightning.evaluation import (
     interpolate_at,
     simulate_exits,
     softmax,
+    softmax_row,
     speed_accuracy_curve,
     speedup,
     speedup_from_counts,
@@ -123,6 +124,47 @@ def test_learned_policy_by_hand() -> None:
     assert policy.exit_indices(probs, 0.5, scores).tolist() == [0, 1, 2]
     assert policy.exit_indices(probs, 0.0, scores).tolist() == [0, 0, 0]
     assert policy.exit_indices(probs, 1.0, np.ones((3, 3))).tolist() == [2, 2, 2]
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+@pytest.mark.parametrize("name", ["confidence", "entropy", "learned"])
+def test_one_example_rule_is_the_array_rule(name: str, classes: int) -> None:
+    """A per-exit policy's `should_exit` (one example's Python floats, the engine's batch-1 path)
+    decides as its `may_exit` (arrays, the simulation) bit for bit: thresholds equal to examples' own
+    statistics (inclusive ties), the range ends and beyond. With two classes (where the engine uses
+    it) `softmax_row` equals `softmax` after temperature to the bit."""
+    policy = get_policy(name)
+    rng = np.random.default_rng(classes)
+    logits = (rng.normal(size=(3, 200, classes)) * rng.uniform(0.1, 8, size=(3, 1, 1))).astype(np.float32)
+    temps = np.array([0.7, 1.0, 1.3])
+    probs = softmax(apply_temperatures(logits, temps))
+    rows = probs.tolist()
+    if classes == 2:
+        one_row = [[softmax_row(logits[e, n].tolist(), temps[e]) for n in range(200)] for e in range(3)]
+        np.testing.assert_array_equal(np.array(one_row), probs)
+    scores = rng.uniform(size=(3, 200))
+    stats = policy.statistic(probs, scores).ravel()
+    ends = [0.0, 1 / classes, 0.5, 1.0, math.log(classes), 2.0]
+    for t in [*stats[::7], *ends]:
+        if name != "entropy" and t > 1:
+            continue
+        mask = policy.may_exit(probs, t, scores)
+        one = [[policy.should_exit(rows[e][n], t, scores[e, n]) for n in range(200)] for e in range(3)]
+        np.testing.assert_array_equal(np.array(one), mask, err_msg=f"t={t}")
+
+
+def test_only_last_exit_answers_matches_the_rule() -> None:
+    """Where a policy says no exit before the last can answer (the engine then skips their heads),
+    its mask lets no example out early, whatever the inputs; just inside the range some leave."""
+    rng = np.random.default_rng(0)
+    probs = softmax(rng.normal(size=(4, 300, 2)) * 6)
+    scores = rng.uniform(size=(4, 300))
+    for name, never, inside in [("confidence", 1.0, 0.99), ("learned", 1.0, 0.99), ("entropy", 0.0, 0.01),
+                                ("patience", 4.0, 3.0)]:
+        policy = get_policy(name)
+        assert policy.only_last_exit_answers(never, 4) and not policy.only_last_exit_answers(inside, 4)
+        assert not policy.may_exit(probs, never, scores)[:-1].any()
+        assert policy.may_exit(probs, inside, scores)[:-1].any()
 
 
 # ---------------------------------------------------------------- interpolation and AUC
@@ -286,8 +328,8 @@ def test_speedup_monotone_in_confidence_threshold(
     fast = simulate_exits(logits, low, temperatures=temperatures).exit_index
     slow = simulate_exits(logits, high, temperatures=temperatures).exit_index
     assert np.all(fast <= slow)
-    for kind in ("early_exit", "cascade"):
-        assert speedup(fast, layers, 12, kind) <= speedup(slow, layers, 12, kind)
+    for cost_model in ("early_exit", "cascade"):
+        assert speedup(fast, layers, 12, cost_model) <= speedup(slow, layers, 12, cost_model)
 
 
 @FAST
@@ -363,7 +405,7 @@ def test_evaluate_logits_unreachable_speedup_is_null() -> None:
         (lambda: speed_accuracy_curve(np.zeros((2, 3, 2)), np.zeros(3, int), LAYERS, 12), "2 exits"),
         (lambda: speed_accuracy_curve(np.zeros((2, 3, 2)), np.zeros(3, int), [6, 6], 12), "increasing"),
         (lambda: speed_accuracy_curve(np.zeros((2, 3, 2)), np.zeros(3, int), [6, 24], 12), "num_layers"),
-        (lambda: speed_accuracy_curve(np.zeros((2, 3, 2)), np.zeros(3, int), [6, 12], 12, "mm"), "kind"),
+        (lambda: speed_accuracy_curve(np.zeros((2, 3, 2)), np.zeros(3, int), [6, 12], 12, "mm"), "cost_model"),
         (lambda: get_metric("bleu"), "unknown metric"),
         (lambda: apply_temperatures(np.zeros((2, 3, 2)), [1.0, 0.0]), "> 0"),
     ],

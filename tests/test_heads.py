@@ -3,9 +3,11 @@
 import pytest
 import torch
 
-from sweet_lightning.heads import Pooler, pool
 from sweet_lightning.methods import CascadeModule, EarlyExitModule, SweetModule
-from tests.test_methods import TINY
+from sweet_lightning.modeling import Pooler, pool
+from tests.conftest import tiny_module_args
+
+TINY = tiny_module_args()
 
 
 def test_mean_pooling_ignores_padding():
@@ -61,7 +63,7 @@ def tiny_encoder(family: str, **config):
     """A small randomly initialised BERT or DeBERTa-v2 (offline), wrapped for segment-wise use."""
     from transformers import AutoModel, BertConfig, DebertaV2Config
 
-    from sweet_lightning.backbone import SegmentedEncoder
+    from sweet_lightning.modeling import SegmentedEncoder
 
     small = dict(
         hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, vocab_size=50
@@ -76,7 +78,7 @@ def test_deberta_heads_pool_like_debertas_own_classifier(activation):
     first token, dense, then the config's pooler_hidden_act), as the config says."""
     from transformers.models.deberta_v2.modeling_deberta_v2 import ContextPooler
 
-    from sweet_lightning.multi_exit import MultiExitModel
+    from sweet_lightning.modeling import MultiExitModel
 
     encoder = tiny_encoder("deberta-v2", pooler_hidden_act=activation, pooler_dropout=0.3)
     net = MultiExitModel(encoder, [1, 2], num_labels=2, pooling="cls")
@@ -91,7 +93,7 @@ def test_deberta_heads_pool_like_debertas_own_classifier(activation):
 
 
 def test_bert_heads_keep_the_pretrained_pooler_arithmetic():
-    from sweet_lightning.multi_exit import MultiExitModel
+    from sweet_lightning.modeling import MultiExitModel
 
     encoder = tiny_encoder("bert")
     pretrained = encoder.pretrained_pooler()

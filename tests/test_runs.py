@@ -50,6 +50,27 @@ def test_run_stored_before_length_grouping_existed_counts_as_ungrouped(tmp_path)
         runs.completed_value(cfg(data={"glue_dir": "a", "group_by_length": True}), tmp_path)
 
 
+def test_run_moved_with_its_checkout_is_the_same_run(tmp_path):
+    """A committed sweep re-launched from another clone: the stored paths under the old run dir differ,
+    the run does not (without this, every committed run was refused as another configuration)."""
+    old, new = tmp_path / "old" / "run", tmp_path / "new" / "run"
+
+    def at(out, **over):
+        paths = {
+            "trainer": {"default_root_dir": str(out)},
+            "callbacks": {"ckpt": {"dirpath": f"{out}/checkpoints"}},
+        }
+        return cfg(**paths, **over)
+
+    write(new, "completed", at(old), {"val/auc": 0.75})
+    assert runs.completed_value(at(new), new) == 0.75
+    # a path outside the run dir is still part of what identifies it
+    with pytest.raises(runs.RunDirConflict, match=r"trainer\.default_root_dir"):
+        runs.completed_value(at(tmp_path / "elsewhere"), new)
+    with pytest.raises(runs.RunDirConflict, match="differs in: lr"):
+        runs.completed_value(at(new, lr=3e-5), new)
+
+
 def test_redo_and_failed_runs_run_again(tmp_path):
     write(tmp_path, "completed", cfg(), {"val/auc": 0.75})
     assert runs.completed_value(cfg(redo=True), tmp_path) is None
@@ -236,3 +257,60 @@ def test_resumed_csv_log_keeps_the_earlier_rows(tmp_path):
     fresh.log_metrics({"train/loss": 0.1}, step=0)
     fresh.save()
     assert [r["train/loss"] for r in rows()] == ["0.1"]
+
+
+def test_run_stored_before_the_constructor_nodes_is_the_same_run(tmp_path):
+    """conf/train.yaml's `module`, `data` and `evaluation` nodes only pass on other keys to the
+    constructors: a run stored before they existed (as tests/fixtures/old_run) is skipped by the same
+    command, and still conflicts with a command that changes a key they read."""
+    from omegaconf import open_dict
+
+    from tests.conftest import compose
+
+    def job(*overrides):
+        cfg = compose(["model=tiny_bert", "train_size=32", "lr=5e-4", f"run_dir={tmp_path}", *overrides])
+        with open_dict(cfg):
+            del cfg["hydra"]  # as a Hydra job receives it
+        return cfg
+
+    stored = runs.resolved(job())
+    del stored["module"]
+    passed_on = "task tokenizer train_size max_seq_length batch_size eval_batch_size seed calibration_size"
+    for key in ["_target_", *passed_on.split()]:
+        del stored["data"][key]
+    for key in ("_target_", "policy", "calibration", "seed"):
+        del stored["evaluation"][key]
+    write(tmp_path, "completed", OmegaConf.create(stored), {"val/auc": 0.75})
+    assert runs.completed_value(job(), tmp_path) == 0.75
+    assert {"module.optimizer", "data.train_size", "evaluation.policy"} <= set(runs.derived_keys(job()))
+    with pytest.raises(runs.RunDirConflict, match=r"differs in: train_size\)"):
+        runs.completed_value(job("train_size=48"), tmp_path)
+
+
+def test_a_passed_on_key_keeps_its_top_level_value(tmp_path):
+    """`data.train_size=500` would train on 500 rows while results.json, the report and the skip logic
+    read train_size: refused before training, naming the key to set instead."""
+    from sweet_lightning.train import check_config, passed_on_keys
+    from tests.conftest import compose
+
+    pairs = passed_on_keys()
+    assert pairs["data.train_size"] == "train_size" and pairs["evaluation.policy"] == "exit_policy"
+    check_config(compose(["model=tiny_bert", "train_size=48"]))  # the top-level key: fine
+    with pytest.raises(
+        ValueError, match=r"^data\.train_size=500 differs from train_size=48, .* set train_size="
+    ):
+        check_config(compose(["model=tiny_bert", "train_size=48", "data.train_size=500"]))
+
+
+def test_a_stored_passed_on_key_is_compared(tmp_path):
+    """A stored run that has the constructor nodes is compared on them too (only runs from before
+    they existed are matched through the top-level keys alone)."""
+    current = OmegaConf.create(
+        {**OmegaConf.to_container(cfg()), "train_size": 48, "data": {"train_size": "${train_size}"}}
+    )
+    stored = OmegaConf.create(
+        {**OmegaConf.to_container(cfg()), "train_size": 48, "data": {"train_size": 500}}
+    )
+    write(tmp_path, "completed", stored, {"val/auc": 0.75})
+    with pytest.raises(runs.RunDirConflict, match=r"differs in: data\.train_size"):
+        runs.completed_value(current, tmp_path)

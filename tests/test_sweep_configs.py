@@ -1,10 +1,10 @@
 """Every experiment, launcher and search config composes, with the values the paper's protocol needs."""
 
 import pytest
+from conftest import compose
 from omegaconf import OmegaConf
-from sweep_utils import compose
 
-from sweet_lightning.cli import group_options
+from sweet_lightning.overrides import group_options
 
 
 @pytest.fixture(autouse=True)

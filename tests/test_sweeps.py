@@ -219,7 +219,7 @@ def test_ddp_on_cpu_length_grouped_shards_are_disjoint_and_cover_the_sample(glue
     repeated (padding to an even count, as DistributedSampler does), in as many batches each."""
     from collections import Counter
 
-    from sweep_utils import compose
+    from conftest import compose
 
     from sweet_lightning.train import build_datamodule
 

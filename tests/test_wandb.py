@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sweep_utils import TINY, compose, job_dirs, launch, results
+from conftest import compose
+from sweep_utils import TINY, job_dirs, launch, results
 from wandb_records import offline_runs, read_run
 
 from sweet_lightning.evaluation import evaluate_logits
@@ -68,9 +69,9 @@ def check_charts(offline: Path, run, res: dict, prefix: str = "final") -> None:
     assert table_rows(offline, run.summary, f"{prefix}/speed_accuracy") == [
         [p["threshold"], p["speedup"], p["score"]] for p in ev["curve"]
     ]
-    bars = run.config[f"_wandb.visualize.{prefix}/exit_scores"]["panel_config"]
+    bars = run.config[f"_wandb.visualize.{prefix}/individual_scores"]["panel_config"]
     assert bars["panelDefId"] == "wandb/bar/v0"
-    assert [row[1:] for row in table_rows(offline, run.summary, f"{prefix}/exit_scores")] == [
+    assert [row[1:] for row in table_rows(offline, run.summary, f"{prefix}/individual_scores")] == [
         [e["layer"], e["score"]] for e in ev["exits"]
     ]
     assert run.summary["auc"] == ev["auc"]
@@ -175,7 +176,7 @@ def test_console_gets_each_lightning_line_once_and_no_third_party_noise():
         warnings.warn_explicit(
             leafspec, FutureWarning, "_pytree.py", 21, module="lightning.pytorch.utilities._pytree"
         )
-        warnings.warn_explicit(leafspec, FutureWarning, "ours.py", 1, module="sweet_lightning.backbone")
+        warnings.warn_explicit(leafspec, FutureWarning, "ours.py", 1, module="sweet_lightning.modeling")
         warnings.warn_explicit(
             "other", FutureWarning, "_pytree.py", 30, module="lightning.pytorch.utilities._pytree"
         )

@@ -272,14 +272,14 @@ def build_parser():
 
 def main(argv: list[str] | None = None) -> None:
     """CLI entry: expand `task=glue/*`-style overrides, then run the Hydra job."""
-    from sweet_lightning import cli
+    from sweet_lightning import cli, overrides
 
     try:
         parsed = build_parser().parse_args(argv)
         flags = [f"{k}={getattr(parsed, k)}" for k in OWN_KEYS if getattr(parsed, k, None) is not None]
         multirun = ["-m"] if parsed.multirun else []
-        args = cli.expand_overrides([*multirun, *parsed.overrides, *flags], config="analysis_gradients")
-    except (cli.UsageError, cli.OverrideError) as err:
+        args = overrides.expand_overrides([*multirun, *parsed.overrides, *flags], config="analysis_gradients")
+    except (cli.UsageError, overrides.OverrideError) as err:
         sys.exit(cli.fail(err))
     # output_dir=X also becomes Hydra's run dir, so the composed config is saved next to the results
     given = dict(a.lstrip("+").split("=", 1) for a in args if "=" in a and not a.startswith("-"))

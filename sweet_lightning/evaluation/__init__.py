@@ -1,29 +1,45 @@
-"""Evaluation arithmetic on cached per-exit logits: exit policies, temperature scaling,
-speedup (paper eq. 1), speed-accuracy curves, interpolation at fixed speedups and AUC.
+"""Evaluation arithmetic on cached per-exit logits, one concept a module:
 
-Callbacks should need only `evaluate_logits`; the rest is exported for analysis and tests.
+- `checks`: what valid logits, labels, exit layers and exit scores are;
+- `temperature`: softmax and temperature scaling (paper App. A);
+- `policies`: exit policies and replaying them on logits (which exit answers each example);
+- `curves`: the cost model, speedup (eq. 1), speed-accuracy curves, interpolation and AUC;
+- `summary`: `evaluate_logits`, one split's JSON-ready evaluation (each exit alone, the curve);
+- `callback`: the Lightning callback that evaluates a run (import it from there: it needs Lightning).
 """
 
 from ..metrics import get_metric
-from .collapse import collapsed_exits
-from .curves import CurvePoint, SpeedAccuracyCurve, individual_exit_scores, speed_accuracy_curve
-from .interpolation import auc, auc_coverage, default_speedup_points, interpolate_at
-from .policies import POLICIES, ExitPolicy, get_policy, register_policy
-from .simulation import ExitDecisions, simulate_exits
-from .speedup import layers_run, speedup, speedup_from_counts
-from .summary import evaluate_logits
-from .temperature import apply_temperatures, bound_hits, fit_temperatures, softmax
+from .curves import (
+    CurvePoint,
+    SpeedAccuracyCurve,
+    auc,
+    auc_coverage,
+    default_speedup_points,
+    interpolate_at,
+    speed_accuracy_curve,
+    speedup,
+    speedup_from_counts,
+)
+from .policies import (
+    POLICIES,
+    ExitPolicy,
+    PerExitPolicy,
+    get_policy,
+    register_policy,
+    simulate_exits,
+)
+from .summary import collapsed_exits, evaluate_logits, individual_exit_scores
+from .temperature import apply_temperatures, fit_temperatures, softmax, softmax_row, tempered_softmax
 
 __all__ = [
     "POLICIES",
     "CurvePoint",
-    "ExitDecisions",
     "ExitPolicy",
+    "PerExitPolicy",
     "SpeedAccuracyCurve",
     "apply_temperatures",
     "auc",
     "auc_coverage",
-    "bound_hits",
     "collapsed_exits",
     "default_speedup_points",
     "evaluate_logits",
@@ -32,11 +48,12 @@ __all__ = [
     "get_policy",
     "individual_exit_scores",
     "interpolate_at",
-    "layers_run",
     "register_policy",
     "simulate_exits",
     "softmax",
+    "softmax_row",
     "speed_accuracy_curve",
     "speedup",
     "speedup_from_counts",
+    "tempered_softmax",
 ]

@@ -18,6 +18,7 @@ from sweet_lightning.evaluation.summary import evaluate_logits
 from sweet_lightning.metrics import run_metrics
 from sweet_lightning.run_record import CALIBRATION_SPLIT, EvalSpec
 from sweet_lightning.tasks import get_task
+from sweet_lightning.wandb_logging import log_epoch_curve
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class AdaptiveEvaluation(L.Callback):
         for split in eval_splits + held_out:
             out = outputs[split]
             results[split] = evaluate_logits(
-                out["logits"], out["labels"], spec.exit_layers, spec.num_layers, kind=spec.kind,
+                out["logits"], out["labels"], spec.exit_layers, spec.num_layers, cost_model=spec.cost_model,
                 metric=task.metric, extra_metrics=task.extra_metrics, policy=self.policy,
                 policy_kwargs=self.policy_kwargs, thresholds=self.thresholds,
                 num_thresholds=self.num_thresholds, speedup_points=self.speedup_points,
@@ -99,7 +100,8 @@ class AdaptiveEvaluation(L.Callback):
         names = split_names(trainer, pl_module)
         by_loader = pl_module.take_eval_outputs()
         self.outputs = {names[i] if i < len(names) else f"eval{i}": out for i, out in by_loader.items()}
-        self.latest = self.evaluate(spec_of(pl_module), self.outputs)
+        spec = EvalSpec(pl_module.task.name, tuple(pl_module.exit_layers), pl_module.num_layers, pl_module.cost_model)
+        self.latest = self.evaluate(spec, self.outputs)
         if self.latest:
             self.log_epoch(trainer, pl_module, self.latest)
 
@@ -107,11 +109,8 @@ class AdaptiveEvaluation(L.Callback):
         """An evaluation to the loggers (and model selection), its warnings, its W&B chart."""
         log_evaluation(pl_module, report, pl_module.task)
         warn_collapsed(pl_module, report, self.seed)
-        log_curve_table(trainer, report[next(iter(report))])
-
-
-def spec_of(module) -> EvalSpec:
-    return EvalSpec(module.task.name, tuple(module.exit_layers), module.num_layers, module.kind)
+        # the epoch's speed-accuracy curve as a W&B line chart when W&B is on
+        log_epoch_curve(trainer.loggers, report[next(iter(report))], step=trainer.global_step)
 
 
 def split_names(trainer: L.Trainer, module) -> list[str]:
@@ -177,9 +176,3 @@ def remedy(module) -> str:
         return "Try another lr or seed."
     return "Try another lr or seed, or model.exit_pooling=mean."
 
-
-def log_curve_table(trainer: L.Trainer, res: dict) -> None:
-    """The epoch's speed-accuracy curve as a W&B line chart when W&B is on (sweet_lightning.wandb_logging)."""
-    from sweet_lightning.wandb_logging import log_epoch_curve
-
-    log_epoch_curve(trainer.loggers, res, step=trainer.global_step)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-KINDS = ("early_exit", "cascade")  # SWEET is evaluated as "early_exit"; Multi-Model as "cascade"
+COST_MODELS = ("early_exit", "cascade")  # SWEET is costed as "early_exit"; Multi-Model as "cascade"
 
 
 def check_logits(logits: np.ndarray) -> np.ndarray:
@@ -61,12 +61,6 @@ def check_exit_layers(
     return layers.astype(np.int64)
 
 
-def check_kind(kind: str) -> str:
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
-    return kind
-
-
 def check_exit_scores(exit_scores: np.ndarray, num_exits: int, num_examples: int) -> np.ndarray:
     """Return learned 'this exit is correct' scores as float64 [E, N] in [0, 1]."""
     arr = np.asarray(exit_scores, dtype=np.float64)
@@ -75,3 +69,18 @@ def check_exit_scores(exit_scores: np.ndarray, num_exits: int, num_examples: int
     if not np.all(np.isfinite(arr)) or arr.min() < 0.0 or arr.max() > 1.0:
         raise ValueError("exit_scores must be finite and lie in [0, 1]")
     return arr
+
+
+def check_cost_model(cost_model: str) -> str:
+    if cost_model not in COST_MODELS:
+        raise ValueError(f"cost_model must be one of {list(COST_MODELS)}, got {cost_model!r}")
+    return cost_model
+
+
+def check_split(
+    logits: np.ndarray, labels: np.ndarray, exit_layers: Sequence[int], num_layers: int, cost_model: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One evaluated split's logits, labels and exit layers, checked together (and the cost model)."""
+    logits = check_logits(logits)
+    check_cost_model(cost_model)
+    return logits, check_labels(labels, logits), check_exit_layers(exit_layers, num_layers, logits.shape[0])

@@ -1,22 +1,33 @@
-"""One call from cached per-exit logits to a JSON-ready evaluation report.
+"""One call from cached per-exit logits to a JSON-ready evaluation of one split.
 
-This is the entry point for training/evaluation callbacks: it resolves temperatures, scores
-each exit alone, sweeps the speed-accuracy curve and reads it at fixed speedups and as AUC.
+This is the entry point for the callback and `evaluate`: it resolves temperatures, scores each
+exit alone (paper Table 1) and flags the ones that did not learn, sweeps the speed-accuracy curve
+and reads it at fixed speedups and as AUC.
+
+An exit is flagged as collapsed when it predicts a single class or its accuracy equals the
+majority-class baseline. Matching that baseline exactly is what a collapsed head does on an
+imbalanced split (CoLA, MRPC, QQP); a head that learned something will rarely match it to the
+example, but on tiny splits a coincidence is possible, so a flag is a prompt to look, not a verdict.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
-from .checks import check_exit_layers, check_kind, check_labels, check_logits
-from .collapse import collapsed_exits
-from .curves import individual_exit_scores, speed_accuracy_curve
-from .interpolation import auc, auc_coverage, auc_interval, default_speedup_points, interpolate_at
-from .temperature import T_MAX, T_MIN, bound_hits, fit_temperatures
+from ..metrics import get_metric
+from .checks import check_labels, check_logits, check_split
+from .curves import (
+    auc,
+    auc_coverage,
+    auc_interval,
+    default_speedup_points,
+    interpolate_at,
+    speed_accuracy_curve,
+)
+from .temperature import bound_hits, fit_temperatures, warn_bound_hits
 
 
 def _json_float(value: float) -> float | None:
@@ -29,7 +40,7 @@ def evaluate_logits(
     labels: np.ndarray,
     exit_layers: Sequence[int],
     num_layers: int,
-    kind: str = "early_exit",
+    cost_model: str = "early_exit",
     metric: str = "accuracy",
     extra_metrics: Sequence[str] = (),
     policy: str = "confidence",
@@ -52,10 +63,7 @@ def evaluate_logits(
     it never does; null otherwise); a fit that lands there warns, naming the exit. Scores in
     "at_speedup" are null where the curve does not reach that speedup.
     """
-    logits = check_logits(logits)
-    labels = check_labels(labels, logits)
-    layers = check_exit_layers(exit_layers, num_layers, logits.shape[0])
-    check_kind(kind)
+    logits, labels, layers = check_split(logits, labels, exit_layers, num_layers, cost_model)
     if temperatures is not None and calibration_logits is not None:
         raise ValueError("pass either temperatures or calibration_logits, not both")
     if (calibration_logits is None) != (calibration_labels is None):
@@ -77,7 +85,7 @@ def evaluate_logits(
         labels,
         layers,
         num_layers,
-        kind=kind,
+        cost_model=cost_model,
         metric=metric,
         policy=policy,
         thresholds=thresholds,
@@ -103,7 +111,7 @@ def evaluate_logits(
 
     return {
         "policy": curve.policy,
-        "kind": kind,
+        "cost_model": cost_model,
         "metric": metric,
         "exit_layers": [int(x) for x in layers],
         "num_layers": int(num_layers),
@@ -127,21 +135,21 @@ def evaluate_logits(
     }
 
 
-def warn_bound_hits(at_bound: Sequence[str | None], layers: Sequence[int]) -> None:
-    """One warning per exit whose fitted temperature sits at a search bound (what it means for exits)."""
-    for i, (side, layer) in enumerate(zip(at_bound, layers, strict=True), start=1):
-        if side == "lower":
-            warnings.warn(
-                f"exit {i} (layer {layer}): fitted temperature at the search bound T_MIN={T_MIN:g} "
-                "(its logits separate the calibration split), so its tempered confidence is ~1 and "
-                "it answers every example at any confidence threshold below 1",
-                stacklevel=3,
-            )
-        elif side == "upper":
-            warnings.warn(
-                f"exit {i} (layer {layer}): fitted temperature at the search bound T_MAX={T_MAX:g} "
-                "(its logits do worse than uniform on the calibration split), so its tempered "
-                "probabilities are ~uniform and it answers no example at any confidence threshold "
-                "above 1/#classes",
-                stacklevel=3,
-            )
+def individual_exit_scores(logits: np.ndarray, labels: np.ndarray, metric: str = "accuracy") -> np.ndarray:
+    """Score of each exit alone on every example ([E]); paper Table 1."""
+    logits = check_logits(logits)
+    labels = check_labels(labels, logits)
+    score_fn = get_metric(metric)
+    return np.array([score_fn(exit_logits.argmax(axis=1), labels) for exit_logits in logits])
+
+
+def collapsed_exits(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Boolean [E]: exit i predicts a single class, or its accuracy equals the majority baseline."""
+    logits = check_logits(logits)
+    labels = check_labels(labels, logits)
+    predictions = logits.argmax(axis=2)  # [E, N]
+    single_class = np.all(predictions == predictions[:, :1], axis=1)
+    # compare integer counts, not float accuracies, so "equal" means equal
+    majority_correct = np.bincount(labels).max()
+    at_baseline = np.sum(predictions == labels[None, :], axis=1) == majority_correct
+    return single_class | at_baseline

@@ -7,12 +7,14 @@ a bound of the search range wanted a T beyond it (`bound_hits`): at T_MIN the ex
 separate the calibration split and its tempered confidence is ~1 everywhere (it always
 fires), at T_MAX they do worse than uniform and it never fires. Scaling by T > 0
 keeps the ranking of classes; predictions are nevertheless always taken from the raw logits
-(see curves.py) so that float rounding can never turn a near-tie into a different argmax.
+(see policies.py) so that float rounding can never turn a near-tie into a different argmax.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -27,6 +29,27 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def tempered_softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(logits / T) in float64 of one exit's logits [..., C] of any float dtype: to the bit
+    what `softmax(apply_temperatures(...))` gives that exit (NumPy casts before it divides; x / 1.0
+    is x), without its checks (the inference engine's batched path: a NaN stays a NaN)."""
+    if temperature == 1.0:
+        return softmax(np.asarray(logits, dtype=np.float64))
+    return softmax(np.divide(logits, temperature, dtype=np.float64))
+
+
+def softmax_row(logits: Sequence[float], temperature: float = 1.0) -> list[float]:
+    """`softmax(apply_temperatures(...))` of one example's logits at one exit, on Python floats (the
+    inference engine's batch-1 path). The same IEEE operations in the same order: x / T (skipped at
+    T = 1, where it is exact), x - max, NumPy's exp (one call), the sum, e / sum; for two classes
+    the sum has a single rounding, so the bits equal the array version."""
+    scaled = logits if temperature == 1.0 else [x / temperature for x in logits]
+    peak = max(scaled)
+    exps = np.exp([x - peak for x in scaled]).tolist()
+    total = sum(exps)
+    return [e / total for e in exps]
 
 
 def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
@@ -88,3 +111,23 @@ def apply_temperatures(logits: np.ndarray, temperatures: np.ndarray) -> np.ndarr
     if not np.all(np.isfinite(temps) & (temps > 0)):
         raise ValueError(f"temperatures must be finite and > 0, got {temps.tolist()}")
     return logits / temps[:, None, None]
+
+
+def warn_bound_hits(at_bound: Sequence[str | None], layers: Sequence[int]) -> None:
+    """One warning per exit whose fitted temperature sits at a search bound (what it means for exits)."""
+    for i, (side, layer) in enumerate(zip(at_bound, layers, strict=True), start=1):
+        if side == "lower":
+            warnings.warn(
+                f"exit {i} (layer {layer}): fitted temperature at the search bound T_MIN={T_MIN:g} "
+                "(its logits separate the calibration split), so its tempered confidence is ~1 and "
+                "it answers every example at any confidence threshold below 1",
+                stacklevel=3,
+            )
+        elif side == "upper":
+            warnings.warn(
+                f"exit {i} (layer {layer}): fitted temperature at the search bound T_MAX={T_MAX:g} "
+                "(its logits do worse than uniform on the calibration split), so its tempered "
+                "probabilities are ~uniform and it answers no example at any confidence threshold "
+                "above 1/#classes",
+                stacklevel=3,
+            )

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sweet_lightning.backbone import SegmentedEncoder
 from sweet_lightning.batching import length_order
 from sweet_lightning.evaluation import speed_accuracy_curve, speedup
 from sweet_lightning.inference.engine import AdaptiveEngine
@@ -31,7 +30,8 @@ from sweet_lightning.inference.loading import (
     resolve_source,
 )
 from sweet_lightning.methods.base import AdaptiveModule
-from sweet_lightning.models import load_tokenizer
+from sweet_lightning.modeling import SegmentedEncoder, load_tokenizer
+from sweet_lightning.run_record import CALIBRATION_SPLIT, logits_file
 
 Text = str | tuple[str, str] | list[str]
 DEFAULT_MAX_LENGTH = 512
@@ -79,7 +79,7 @@ class AdaptiveClassifier:
         temperatures: Sequence[float] | None = None,
         policy: str = "confidence",
         max_length: int | None = None,
-        calibration: Calibration | Path | None = None,
+        calibration: Calibration | tuple[Path, str] | None = None,
         bf16: bool = False,
         compile: bool = False,
     ):
@@ -90,14 +90,19 @@ class AdaptiveClassifier:
         self.policy = self.engine.policy
         self.exit_layers = list(module.exit_layers)
         self.num_layers = int(module.num_layers)
-        self.kind = module.kind
+        self.cost_model = module.cost_model
         model_max = getattr(tokenizer, "model_max_length", DEFAULT_MAX_LENGTH)
         limit = SegmentedEncoder.max_length_of(module)
         if max_length and limit is not None and max_length > limit:
             # longer inputs would fail inside the position embeddings with a tensor-size error
             raise ValueError(f"max_length={max_length} is more than the {limit} positions of this model")
         self.max_length = int(max_length or min(model_max, DEFAULT_MAX_LENGTH, limit or DEFAULT_MAX_LENGTH))
-        self._calibration = calibration  # a path is read only when a target speedup asks for it
+        if not (calibration is None or isinstance(calibration, (Calibration, tuple))):
+            raise TypeError(
+                f"calibration={calibration!r}: pass a Calibration, a (run_dir, split) pair such as "
+                f"(run_dir, '{CALIBRATION_SPLIT}'), or None (AdaptiveClassifier.from_checkpoint finds it in the run dir)."
+            )
+        self._calibration = calibration  # (run dir, split): read only when a target asks for it
 
     @property
     def temperatures(self) -> np.ndarray:
@@ -121,16 +126,14 @@ class AdaptiveClassifier:
         source = path if isinstance(path, RunSource) else resolve_source(path)
         bf16 = source.bf16() if bf16 is None else bool(bf16)
         module = load_module(source, device)
-        calib, is_calibration_split = source.calibration_files()
-        if calib is not None and not is_calibration_split:
-            calib = _DevFallback(calib)
+        split = source.calibration_split()
         return cls(
             module,
             load_tokenizer(source.pretrained),
             temperatures=source.temperatures,
             policy=policy or source.policy,
             max_length=max_length or source.max_length,
-            calibration=calib,
+            calibration=(source.run_dir, split) if split else None,
             bf16=bf16,
             compile=compile,
         )
@@ -143,16 +146,15 @@ class AdaptiveClassifier:
                 "target_speedup needs cached calibration logits: load a run dir "
                 "(logits_calibration.npz or the dev logits) or pass threshold= instead"
             )
-        if isinstance(calib, _DevFallback):
-            warnings.warn(
-                f"no logits_calibration.npz in the run dir: choosing the threshold on {calib.path.name} "
-                "(the primary dev split), so speedups measured on that split are optimistic",
-                stacklevel=3,
-            )
-            calib = calib.path
-        if isinstance(calib, Path):
-            calib = load_calibration(calib)
-        self._calibration = calib
+        if isinstance(calib, tuple):
+            run_dir, split = calib
+            if split != CALIBRATION_SPLIT:
+                warnings.warn(
+                    f"no {logits_file(CALIBRATION_SPLIT)} in the run dir: choosing the threshold on "
+                    f"{logits_file(split)} (the primary dev split), so speedups measured on that split are optimistic",
+                    stacklevel=3,
+                )
+            calib = self._calibration = load_calibration(run_dir, split)
         return calib
 
     def calibration_curve(self):
@@ -164,7 +166,7 @@ class AdaptiveClassifier:
             calib.labels,
             self.exit_layers,
             self.num_layers,
-            kind=self.kind,
+            cost_model=self.cost_model,
             metric=self.task.metric,
             policy=self.policy,
             thresholds=self.policy.default_thresholds(num_exits, num_classes, THRESHOLD_GRID),
@@ -247,6 +249,9 @@ class AdaptiveClassifier:
                 out.predictions,
                 out.confidence,
             )
+        layer_speedup = (
+            speedup(exit_index, self.exit_layers, self.num_layers, self.cost_model) if n else math.nan
+        )
         return Predictions(
             label_ids=label_ids,
             labels=[self.task.labels[i] for i in label_ids],
@@ -254,7 +259,7 @@ class AdaptiveClassifier:
             exit_layer=np.asarray(self.exit_layers)[exit_index],
             confidence=confidence,
             threshold=float(threshold),
-            speedup=speedup(exit_index, self.exit_layers, self.num_layers, self.kind) if n else float("nan"),
+            speedup=layer_speedup,
         )
 
     def tokenize(self, texts: Sequence[Text]) -> list[dict[str, list[int]]]:
@@ -279,13 +284,6 @@ class AdaptiveClassifier:
 
     def collate(self, encodings: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         return dict(self.tokenizer.pad(encodings, padding=True, return_tensors="pt"))
-
-
-@dataclass(frozen=True)
-class _DevFallback:
-    """Marks dev-split logits standing in for a missing calibration split (warned on use)."""
-
-    path: Path
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:

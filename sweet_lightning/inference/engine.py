@@ -12,13 +12,13 @@ logits, with the same temperature and softmax arithmetic as `simulate_exits`, so
 agrees with the simulation on cached logits row for row (tests/test_engine.py checks it).
 
 Per-exit overhead is kept small because at batch 1 it is paid once per exit per example: heads
-run through `heads.inference_heads` (bit-identical, fewer calls); the built-in per-exit
-policies (confidence, entropy, learned) see only the current exit (no history is stacked);
-one row with two classes is decided on Python floats with the same IEEE operations as the
-NumPy path; nothing is gathered or rebuilt when no row leaves; and at a threshold that lets
-no exit before the last answer (confidence/learned t >= 1, entropy t <= 0, patience p >=
-number of exits) those exits' heads (a cascade: its smaller members) are not run at all:
-only the last exit can answer, so the outputs are the same.
+run through `modeling.inference_heads` (bit-identical, fewer calls); per-exit policies
+(`policy.per_exit`: confidence, entropy, learned) see only the current exit (no history is
+stacked); one row with two classes is decided on Python floats (`softmax_row` and the policy's
+`should_exit`, the same IEEE operations as the NumPy path); nothing is gathered or rebuilt when
+no row leaves; and at a threshold that lets no exit before the last answer
+(`policy.only_last_exit_answers`) those exits' heads (a cascade: its smaller members) are not
+run at all: only the last exit can answer, so the outputs are the same.
 """
 
 from __future__ import annotations
@@ -32,16 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sweet_lightning.evaluation import get_policy, softmax
-from sweet_lightning.evaluation.policies import (
-    ConfidencePolicy,
-    EntropyPolicy,
-    ExitPolicy,
-    LearnedPolicy,
-    PatiencePolicy,
-)
-from sweet_lightning.heads import PoolingCache, inference_heads
-from sweet_lightning.multi_exit import CascadeModel, MultiExitModel
+from sweet_lightning.evaluation import ExitPolicy, PerExitPolicy, get_policy, softmax_row, tempered_softmax
+from sweet_lightning.modeling import CascadeModel, MultiExitModel, PoolingCache, inference_heads
 
 
 @dataclass(frozen=True)
@@ -85,11 +77,10 @@ class AdaptiveEngine:
             )
         self.device = next(net.parameters()).device
         self.bf16 = bf16
-        # built-in policies whose decision at exit i reads exit i alone (exact types: a subclass
-        # may look at the history); any other policy gets each row's whole history
-        kind = type(self.policy)
-        self._per_exit = kind in (ConfidencePolicy, EntropyPolicy, LearnedPolicy)
-        self._needs_scores = kind is LearnedPolicy or not self._per_exit
+        # a per-exit policy sees exit i alone; any other gets each row's whole history
+        self._per_exit = self.policy.per_exit
+        self._needs_scores = self.policy.uses_exit_scores or not self._per_exit
+        self._row_rule = self._per_exit and isinstance(self.policy, PerExitPolicy)  # has should_exit
         self._segments = [] if self.cascade else net.segments()
         if compile:
             # in place (nn.Module.compile keeps parameter names); dynamic: row count and length vary
@@ -117,16 +108,12 @@ class AdaptiveEngine:
     def run(self, batch: dict[str, torch.Tensor], threshold: float) -> EngineOutput:
         """Adaptive forward of one padded batch (input_ids, attention_mask, optional token_type_ids)."""
         threshold = self.policy.check_threshold(threshold)
-        batch = {k: v.to(self.device) for k, v in batch.items() if k in _INPUT_KEYS and v is not None}
-        size = batch["input_ids"].shape[0]
-        out = _Collector(size)
-        self._pooling.clear()
-        with torch.inference_mode(), self.autocast():
+        with self._forward(batch) as batch:
+            out = _Collector(batch["input_ids"].shape[0])
             if self.cascade:
                 self._run_cascade(batch, threshold, out)
             else:
                 self._run_early_exit(batch, threshold, out)
-        self._pooling.clear()
         return EngineOutput(out.exit_index, out.predictions, out.confidence)
 
     def run_full(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -135,30 +122,23 @@ class AdaptiveEngine:
         For a cascade that is the largest member alone. This is the baseline of the paper's
         speedup (eq. 1: cost relative to L_M layers) and of the measured time fraction.
         """
-        batch = {k: v.to(self.device) for k, v in batch.items() if k in _INPUT_KEYS and v is not None}
+        with self._forward(batch) as batch:
+            net = self.net.members[-1] if self.cascade else self.net
+            return _through(net, batch, self._heads[-1])[0].float()
+
+    @contextlib.contextmanager
+    def _forward(self, batch: dict[str, torch.Tensor]):
+        """The batch's model inputs on the engine's device, under inference mode in the engine's
+        precision; mean pooling's mask weights are cleared around it (a caller may refill a mask
+        tensor in place between runs)."""
         self._pooling.clear()
         with torch.inference_mode(), self.autocast():
-            net = self.net.members[-1] if self.cascade else self.net
-            enc, mask = net.encoder, batch["attention_mask"]
-            hidden = enc.embed(batch["input_ids"], mask, batch.get("token_type_ids"))
-            hidden = enc.run_layers(hidden, enc.context(hidden, mask), 0, net.exit_layers[-1])
-            return self._heads[-1](hidden, mask)[0].float()
+            yield {k: v.to(self.device) for k, v in batch.items() if k in _INPUT_KEYS and v is not None}
+        self._pooling.clear()
 
     def only_last_exit_answers(self, threshold: float) -> bool:
-        """Whether the policy lets no exit before the last answer at this threshold.
-
-        These are the exact ends of each built-in policy's range (see policies.py): confidence
-        and learned t >= 1, entropy t <= 0, patience p >= E (a run of agreeing exits ending at
-        exit i < E is at most i + 1 < E long). Custom policies: always False.
-        """
-        kind = type(self.policy)
-        if kind in (ConfidencePolicy, LearnedPolicy):
-            return threshold >= 1.0
-        if kind is EntropyPolicy:
-            return threshold <= 0.0
-        if kind is PatiencePolicy:
-            return threshold >= self.num_exits
-        return False
+        """Whether the policy lets no exit before the last answer at this threshold."""
+        return self.policy.only_last_exit_answers(threshold, self.num_exits)
 
     # ---- the two ways of stopping ---------------------------------------------------------
     def _run_early_exit(self, batch: dict[str, torch.Tensor], threshold: float, out: _Collector) -> None:
@@ -192,11 +172,7 @@ class AdaptiveEngine:
         for i, member in enumerate(self.net.members):
             if i < first:  # this member cannot answer: not run at all
                 continue
-            # the member's forward (MultiExitModel with one exit), with the engine's head
-            enc, mask = member.encoder, inputs["attention_mask"]
-            hidden = enc.embed(inputs["input_ids"], mask, inputs.get("token_type_ids"))
-            hidden = enc.run_layers(hidden, enc.context(hidden, mask), 0, member.exit_layers[0])
-            logits, score = self._heads[i](hidden, mask)
+            logits, score = _through(member, inputs, self._heads[i])
             keep = self._decide(i, logits, score, threshold, state, out)
             if keep is None:
                 return
@@ -219,20 +195,17 @@ class AdaptiveEngine:
 
         None: no row stays; `_EVERY_ROW`: no row left (nothing to gather); else an index tensor.
         """
-        if logits.shape == (1, 2) and (self._per_exit or i == self.num_exits - 1):
-            decided = self._decide_one_binary(i, logits, score, threshold, state, out)
+        if logits.shape == (1, 2) and (self._row_rule or i == self.num_exits - 1):
+            decided = self._decide_one_binary(i, logits, score, threshold)
+            if decided is _EVERY_ROW:
+                return _EVERY_ROW
             if decided is not _UNDECIDED:
-                return decided
+                out.record(i, state.rows, *decided)
+                return None
         if logits.dtype != torch.float32 or logits.device.type != "cpu":
             logits = logits.float().cpu()
-        # the same arithmetic as simulate_exits: logits / T in float64, then softmax
-        # (np.divide with dtype float64 casts first, as astype would; x / 1.0 == x exactly)
-        temperature = self.temperatures[i]
         raw = logits.numpy()  # predictions: argmax of the raw logits, as simulated
-        scaled = (
-            raw.astype(np.float64) if temperature == 1.0 else np.divide(raw, temperature, dtype=np.float64)
-        )
-        probs = softmax(scaled)
+        probs = tempered_softmax(raw, self.temperatures[i])  # the same arithmetic as simulate_exits
         if i == self.num_exits - 1:
             leave = None  # the last exit answers whatever is left
         elif self._per_exit:
@@ -252,71 +225,43 @@ class AdaptiveEngine:
             if leaving == 0:
                 return _EVERY_ROW
             if leaving < leave.size:
-                rows = state.rows[leave]
-                out.exit_index[rows] = i
-                out.predictions[rows] = raw[leave].argmax(axis=1)
-                out.confidence[rows] = probs[leave].max(axis=1)
+                out.record(i, state.rows[leave], raw[leave].argmax(axis=1), probs[leave].max(axis=1))
                 stay = ~leave
                 state.keep(stay)
                 keep = torch.from_numpy(np.flatnonzero(stay))
                 return keep if self.device.type == "cpu" else keep.to(self.device)
-        rows = state.rows
-        out.exit_index[rows] = i
-        out.predictions[rows] = raw.argmax(axis=1)
-        out.confidence[rows] = probs.max(axis=1)
+        out.record(i, state.rows, raw.argmax(axis=1), probs.max(axis=1))
         return None
 
-    def _decide_one_binary(
-        self,
-        i: int,
-        logits: torch.Tensor,
-        score: torch.Tensor | None,
-        threshold: float,
-        state: _RowState,
-        out: _Collector,
-    ) -> slice | None | object:
+    def _decide_one_binary(self, i: int, logits: torch.Tensor, score: torch.Tensor | None, threshold: float):
         """`_decide` for one row and two classes, on Python floats: at batch 1 each NumPy call
-        costs microseconds (cold caches after a layer), more than the arithmetic.
-
-        The same IEEE operations in the same order as `softmax` and the built-in policies on
-        float64 arrays, so the same bits (tests/test_engine.py feeds it ties): x / T, x - max,
-        exp (NumPy's own, one call), e0 + e1 (a two-term sum has one rounding, whatever the
-        order), e / sum, max; entropy -(p0 log p0 + p1 log p1) with NumPy's log. Non-finite
-        logits return `_UNDECIDED` (NumPy's NaN handling then applies).
+        costs microseconds (cold caches after a layer), more than the arithmetic. `softmax_row` and
+        the policy's `should_exit` repeat the NumPy path's IEEE operations in the same order, so
+        the same bits (tests/test_engine.py feeds it ties). Returns (prediction, confidence) when
+        the row leaves at exit i, `_EVERY_ROW` when it stays, and `_UNDECIDED` for non-finite
+        logits (NumPy's NaN handling then applies).
         """
-        raw0, raw1 = logits.tolist()[0]  # float32 (or bf16) values as Python floats: exact
-        if not (math.isfinite(raw0) and math.isfinite(raw1)):
+        raw = logits.tolist()[0]  # float32 (or bf16) values as Python floats: exact
+        if not all(math.isfinite(x) for x in raw):
             return _UNDECIDED
-        temperature = float(self.temperatures[i])
-        z0, z1 = (raw0, raw1) if temperature == 1.0 else (raw0 / temperature, raw1 / temperature)
-        peak = z0 if z0 >= z1 else z1
-        e0, e1 = np.exp((z0 - peak, z1 - peak)).tolist()
-        total = e0 + e1
-        p0, p1 = e0 / total, e1 / total
-        confidence = p0 if p0 >= p1 else p1
+        probs = softmax_row(raw, float(self.temperatures[i]))
         if i < self.num_exits - 1:
-            kind = type(self.policy)
-            if kind is ConfidencePolicy:
-                leave = threshold < 1.0 and (threshold <= 0.5 or confidence >= threshold)  # 1/C = 0.5
-            elif kind is EntropyPolicy:
-                leave = threshold > 0.0 and (threshold >= math.log(2) or _entropy2(p0, p1) <= threshold)
-            elif kind is LearnedPolicy and score is not None:
-                leave = threshold < 1.0 and float(torch.sigmoid(score.float())) >= threshold
-            else:
-                return _UNDECIDED
-            if not leave:
+            # sigmoid in float32 as the validation loop caches it
+            exit_score = (
+                float(torch.sigmoid(score.float())) if self._needs_scores and score is not None else None
+            )
+            if not self.policy.should_exit(probs, threshold, exit_score):
                 return _EVERY_ROW
-        row = state.rows[0]
-        out.exit_index[row] = i
-        out.predictions[row] = 1 if raw1 > raw0 else 0  # argmax: the first of equal maxima
-        out.confidence[row] = confidence
-        return None
+        return raw.index(max(raw)), max(probs)  # argmax: the first of equal maxima
 
 
-def _entropy2(p0: float, p1: float) -> float:
-    # EntropyPolicy's -sum(p * log(max(p, tiny))) for two classes
-    log0, log1 = np.log(np.maximum((p0, p1), np.finfo(np.float64).tiny)).tolist()
-    return -(p0 * log0 + p1 * log1)
+def _through(net: MultiExitModel, inputs: dict[str, torch.Tensor], head) -> tuple:
+    """A network's forward up to its last exit layer, answered by `head` (the engine's fast head):
+    a cascade member (one exit), or the full model without earlier exits."""
+    enc, mask = net.encoder, inputs["attention_mask"]
+    hidden = enc.embed(inputs["input_ids"], mask, inputs.get("token_type_ids"))
+    hidden = enc.run_layers(hidden, enc.context(hidden, mask), 0, net.exit_layers[-1])
+    return head(hidden, mask)
 
 
 def _sigmoid64(score: torch.Tensor) -> np.ndarray:
@@ -335,6 +280,10 @@ class _Collector:
         self.exit_index = np.full(size, -1, dtype=np.int64)
         self.predictions = np.full(size, -1, dtype=np.int64)
         self.confidence = np.zeros(size, dtype=np.float64)
+
+    def record(self, i: int, rows, predictions, confidence) -> None:
+        """Rows (positions in the original batch) that leave at exit i, with their answers."""
+        self.exit_index[rows], self.predictions[rows], self.confidence[rows] = i, predictions, confidence
 
 
 class _RowState:

@@ -26,7 +26,7 @@ import torch
 
 from sweet_lightning.methods import METHODS
 from sweet_lightning.methods.base import AdaptiveModule
-from sweet_lightning.run_record import CALIBRATION_SPLIT, RecordError, RunRecord, logits_file
+from sweet_lightning.run_record import CALIBRATION_SPLIT, RecordError, RunRecord, load_logits, logits_file
 from sweet_lightning.tasks import TaskSpec, get_task
 
 
@@ -73,21 +73,18 @@ class RunSource:
             )
         return False
 
-    def calibration_files(self) -> tuple[Path | None, bool]:
-        """(npz to choose thresholds on, whether it is a real calibration split)."""
-        if self.run_dir is None:
-            return None, False
-        calib = self.run_dir / logits_file(CALIBRATION_SPLIT)
-        if calib.exists():
-            return calib, True
-        dev = self.run_dir / logits_file(self.task.eval_splits[0])
-        return (dev if dev.exists() else None), False
+    def calibration_split(self) -> str | None:
+        """The split whose saved logits choose a threshold for a target: the calibration hold-out,
+        else the primary dev split, else None (a bare .ckpt, or no logits saved)."""
+        splits = (CALIBRATION_SPLIT, self.task.eval_splits[0]) if self.run_dir is not None else ()
+        return next((s for s in splits if (self.run_dir / logits_file(s)).exists()), None)
 
 
-def load_calibration(path: Path) -> Calibration:
-    with np.load(path) as data:
-        scores = data["exit_scores"] if "exit_scores" in data.files else None
-        return Calibration(data["logits"], data["labels"], scores, str(path))
+def load_calibration(run_dir: Path, split: str) -> Calibration:
+    arrays = load_logits(run_dir, split)
+    return Calibration(
+        arrays["logits"], arrays["labels"], arrays.get("exit_scores"), str(run_dir / logits_file(split))
+    )
 
 
 def resolve_source(path: str | Path) -> RunSource:

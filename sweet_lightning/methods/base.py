@@ -1,9 +1,11 @@
-"""What the methods share: loss = weighted sum of the exits' cross-entropies, per-exit
-validation outputs collected for the evaluation callback (which scores them), AdamW with linear decay.
+"""What every method shares: the LightningModule that builds the network, trains it with a weighted
+sum of the exits' cross-entropies, collects per-exit validation outputs for the evaluation callback
+(which scores them) and steps the optimizer with a linear-decay schedule.
 
-A method says which network it trains (`build_network`), how its inference cost is counted
-(`kind`: "early_exit" reuses layers, "cascade" re-runs them) and, if it does not train every
-exit at every step, which exits a step trains (`step_exit_weights`, `training_forward`).
+A method (sweet_lightning/methods/__init__.py) declares only what sets it apart: the gradient across
+segment boundaries (`boundary_grad`), the network (`build_network`: the cascade's), which exits a
+step trains (`step_exit_weights`, `training_forward`), the schedule (`make_schedule`), and how its
+inference cost is counted (`cost_model`: "early_exit" reuses layers, "cascade" re-runs them).
 """
 
 from __future__ import annotations
@@ -19,9 +21,51 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from sweet_lightning.batching import LengthOrdered, dataset_order
-from sweet_lightning.methods.weights import resolve_exit_weights
-from sweet_lightning.models import load_encoder
+from sweet_lightning.modeling import MultiExitModel, load_encoder
 from sweet_lightning.tasks import get_task
+
+# `method.exit_weights`, the weight of each exit's loss:
+# - null: every weight 1, a plain sum (the paper's code, Early-Exit and SWEET).
+# - a list: one weight per exit, used as given.
+# - "depth": Weighted Early-Exit (PABEE, Zhou et al. 2020, eq. 7), the weighted average
+#   sum_j j * L_j / sum_j j. PABEE has a classifier after every layer, so its j is both the exit
+#   index and the layer number; here j is the layer number of the exit (`model.exit_layers`), so the
+#   weight stays proportional to the depth the classifier sees whichever exits are chosen: exits
+#   [1, 3, 4, 6] weigh 1/14, 3/14, 4/14, 6/14. The weights sum to 1 (PABEE's average), where the
+#   plain sum's sum to the number of exits; AdamW's steps hardly depend on that scale, gradient
+#   clipping by norm does.
+
+
+def resolve_exit_weights(value: Sequence[float] | str | None, exit_layers: Sequence[int]) -> list[float]:
+    if value is None:
+        return [1.0] * len(exit_layers)
+    if isinstance(value, str):
+        if value != "depth":
+            raise ValueError(
+                f"method.exit_weights={value!r} is no preset: use depth, null or one number per exit."
+            )
+        total = float(sum(exit_layers))
+        return [layer / total for layer in exit_layers]
+    if len(value) != len(exit_layers):
+        raise ValueError(
+            f"method.exit_weights has {len(value)} values for {len(exit_layers)} exits: give one per exit."
+        )
+    return [float(w) for w in value]
+
+
+def check_unused_parameters_allowed(trainer: L.Trainer, method: str) -> None:
+    """Under DDP, steps that leave parameters without gradient need find_unused_parameters=True.
+
+    Refused up front: otherwise DDP fails at the second step with a long reduction error.
+    """
+    from lightning.pytorch.strategies import DDPStrategy
+
+    strategy = trainer.strategy
+    if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters"):
+        raise ValueError(
+            f"method={method} leaves some parameters without gradient at some steps, which DDP refuses "
+            "by default: add ++trainer.strategy.find_unused_parameters=true."
+        )
 
 
 def linear_decay_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float = 0.0):
@@ -54,8 +98,13 @@ def gather_rows(module: L.LightningModule, tensor: torch.Tensor, num_rows: int) 
 class AdaptiveModule(L.LightningModule):
     """Base LightningModule for Early-Exit, SWEET and Multi-Model (cascade)."""
 
-    kind = "early_exit"  # how speedup is counted (paper eq. 1)
+    cost_model = "early_exit"  # how speedup is counted (paper eq. 1)
     method = "base"
+    # the factor on the gradient crossing a segment boundary backwards (modeling.MultiExitModel):
+    # 1 = Early-Exit, 0 = SWEET
+    boundary_grad = 1.0
+    # some steps train only some exits (the others get no gradient): DDP must be told
+    partial_steps = False
 
     def __init__(
         self,
@@ -68,17 +117,26 @@ class AdaptiveModule(L.LightningModule):
         random_init: bool = False,
         config_overrides: dict[str, Any] | None = None,
         learned_exit: bool = False,
-        lr: float = 2e-5,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
+        lr: float | None = None,
         **method_kwargs: Any,
     ):
         super().__init__()
-        # optimizer/scheduler are factories (hydra partials): not checkpoint material
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        # optimizer/scheduler are factories (hydra partials): not checkpoint material. `lr` is only
+        # what checkpoints written before conf/train.yaml's `module` node recorded (the optimizer
+        # carries the learning rate): accepted so that they load, otherwise unused
+        self.save_hyperparameters(ignore=["optimizer", "scheduler", "lr"])
         self.task = get_task(task)
-        self.lr = lr
         self.optimizer_factory = optimizer
+        optimizer_lr = getattr(optimizer, "keywords", {}).get("lr")
+        if optimizer is not None and lr is not None and optimizer_lr != lr:
+            # the optimizer alone sets the learning rate: a module lr it does not carry would be ignored
+            raise ValueError(
+                f"lr={lr} is not the optimizer's learning rate ({optimizer_lr}): give it to the optimizer, "
+                "e.g. optimizer=functools.partial(torch.optim.AdamW, lr=...), and leave lr out."
+            )
+        self.lr = optimizer_lr if optimizer_lr is not None else lr  # for messages: the optimizer holds it
         self.scheduler_factory = scheduler
         encoder = load_encoder(pretrained, random_init=random_init, config_overrides=config_overrides)
         self.num_layers = encoder.num_layers
@@ -90,8 +148,25 @@ class AdaptiveModule(L.LightningModule):
         self.exit_weights = resolve_exit_weights(exit_weights, self.exit_layers)
         self._eval_buffers: dict[int, dict[str, list]] = {}  # dataloader index -> this epoch's batches
 
-    def build_network(self, encoder, exit_layers, pooling, dropout, **kwargs) -> nn.Module:
-        raise NotImplementedError
+    def build_network(
+        self, encoder, exit_layers, pooling, dropout, learned_exit: bool = False, shared_pooler: bool = False
+    ) -> nn.Module:
+        """One encoder with a head after each exit layer; shared_pooler=True reproduces the released
+        code, where one pooler serves every exit."""
+        return MultiExitModel(
+            encoder,
+            exit_layers,
+            self.task.num_labels,
+            pooling,
+            dropout,
+            boundary_grad=self.boundary_grad,
+            shared_pooler=shared_pooler,
+            learned_exit=learned_exit,
+        )
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and self.partial_steps:
+            check_unused_parameters_allowed(self.trainer, self.method)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # hyperparameters alone cannot tell Early-Exit from SWEET, nor say the precision the
@@ -236,9 +311,11 @@ class AdaptiveModule(L.LightningModule):
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]
-        if self.optimizer_factory is not None:
-            return self.optimizer_factory(params)
-        return torch.optim.AdamW(params, lr=self.lr, betas=(0.9, 0.999), weight_decay=0.0)
+        if self.optimizer_factory is None:
+            raise ValueError(
+                "this module was built without an optimizer: pass optimizer= (conf/train.yaml's `optimizer`)."
+            )
+        return self.optimizer_factory(params)
 
     def make_schedule(self, optimizer: torch.optim.Optimizer, total_steps: int):
         """The learning-rate schedule over `total_steps` optimizer steps (stepped every step)."""

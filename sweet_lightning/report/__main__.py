@@ -16,10 +16,9 @@ from tqdm import tqdm
 
 from sweet_lightning import cli
 
-from .build import summary_line, write_report
-from .collect import find_run_dirs, load_run
-from .mixing import mixed_config_problems
-from .selection import SELECT_ON, unselectable
+from .aggregate import SELECT_ON, unselectable
+from .collect import find_run_dirs, load_run, mixed_config_problems
+from .write import summary_line, write_report
 
 
 def build_parser() -> cli.Parser:

@@ -1,6 +1,14 @@
-"""Per-seed observations of the chosen-lr runs, summarised per task and averaged over tasks.
+"""Step 2 of the report: choose each group's learning rate, then summarise the chosen runs over
+seeds (scores x100), per task and averaged over tasks.
 
-Observations (scores x100) come in four quantities: "exit" (x = exit layer, the exit alone),
+Learning-rate selection: per (method, model, task), the lr whose speed-accuracy curve has the
+largest AUC averaged over its completed seeds; ties go to the smaller lr. The AUC is read on one
+of two splits (`--select-lr-on`):
+- `calibration` (default): the hold-out of the training pool, which no table reports, so the
+  reported dev numbers are not the best of several tries on dev;
+- `dev`: the primary dev split, the one the tables report (paper App. A).
+
+Observations come in four quantities: "exit" (x = exit layer, the exit alone),
 "point" (x = a fixed speedup, linearly interpolated on the curve), "grid" (x = a dense speedup
 grid for the figures) and "auc" (x = 0).
 
@@ -10,12 +18,20 @@ the seed-to-seed spread of a task-averaged score, as in the paper's Table 1). Ru
 across tasks by seed value (one seed draws one training sample per task, shared by methods);
 a seed that is missing for some task is left out of the average and named in the notes, and a
 method without chosen runs on some task of the model has no average at all.
+
+Statistics: mean, sample standard deviation and a 95% t confidence interval over seeds. The t
+quantile is tabulated (df 1..30, from the exact distribution) and beyond that taken from the
+Cornish-Fisher expansion (Abramowitz & Stegun 26.7.5, error < 1e-5 for df > 30), so the report
+needs no scipy. Anything undefined (n < 2 for the spread, a NaN among the values) is NaN, which
+the tables print as "–".
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,9 +39,129 @@ import pandas as pd
 from sweet_lightning.evaluation import default_speedup_points, interpolate_at
 
 from .collect import Run
-from .selection import GroupKey
-from .stats import summarize
 
+# ---- statistics over seeds ---------------------------------------------------------------------
+# two-sided 95%: t_{0.975, df} for df = 1..30
+T975 = (
+    12.706204736, 4.302652730, 3.182446305, 2.776445105, 2.570581836, 2.446911851, 2.364624252,
+    2.306004135, 2.262157163, 2.228138852, 2.200985160, 2.178812830, 2.160368656, 2.144786688,
+    2.131449546, 2.119905299, 2.109815578, 2.100922040, 2.093024054, 2.085963447, 2.079613845,
+    2.073873068, 2.068657610, 2.063898562, 2.059538553, 2.055529439, 2.051830516, 2.048407142,
+    2.045229642, 2.042272456,
+)  # fmt: skip
+Z975 = 1.959963984540054
+
+
+def t_critical(df: int) -> float:
+    """Two-sided 95% critical value of Student's t with df degrees of freedom."""
+    if df < 1:
+        raise ValueError(f"t distribution needs df >= 1, got {df}")
+    if df <= len(T975):
+        return T975[df - 1]
+    z = Z975
+    g1 = (z**3 + z) / 4
+    g2 = (5 * z**5 + 16 * z**3 + 3 * z) / 96
+    g3 = (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384
+    g4 = (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160
+    return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    mean: float
+    std: float  # sample std (ddof=1)
+    half_width: float  # of the 95% CI for the mean
+
+    @property
+    def ci_low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def ci_high(self) -> float:
+        return self.mean + self.half_width
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """Summary over seeds; a NaN among the values (e.g. a speedup one seed's curve never
+    reaches) makes everything NaN rather than averaging the seeds that happen to reach it."""
+    arr = np.asarray(values, dtype=np.float64)
+    n = int(arr.size)
+    if n == 0 or np.isnan(arr).any():
+        return Summary(n, math.nan, math.nan, math.nan)
+    mean = float(arr.mean())
+    if n < 2:
+        return Summary(n, mean, math.nan, math.nan)
+    std = float(arr.std(ddof=1))
+    return Summary(n, mean, std, t_critical(n - 1) * std / math.sqrt(n))
+
+
+# ---- learning-rate selection ---------------------------------------------------------------------
+GroupKey = tuple[str, str, str]  # (model, method, task)
+SELECT_ON = ("calibration", "dev")
+SELECTION_TEXT = {
+    "calibration": "best mean AUC over seeds on the calibration hold-out (not a reported split)",
+    "dev": "best mean AUC over seeds on dev, the reported split itself (paper App. A)",
+}
+
+
+def selection_auc(run: Run, on: str) -> float | None:
+    return run.calibration_auc if on == "calibration" else run.auc
+
+
+def unselectable(runs: Sequence[Run], on: str) -> list[Run]:
+    """Completed runs without an AUC on the selection split (no hold-out, or trained before it was scored)."""
+    return [r for r in runs if r.status == "completed" and selection_auc(r, on) is None]
+
+
+def lr_search(runs: Sequence[Run], on: str = "calibration") -> pd.DataFrame:
+    """One row per (model, method, task, lr): seeds, mean and std of the selection split's AUC (x100),
+    and `chosen`. Completed runs without that AUC are left out (see `unselectable`)."""
+    if on not in SELECT_ON:
+        raise ValueError(f"select the lr on one of {', '.join(SELECT_ON)}, not {on!r}")
+    # lists, not dicts by seed: with --allow-mixed a repeated seed counts as it does everywhere else
+    aucs: dict[tuple[str, str, str, float], list[tuple[int, float]]] = defaultdict(list)
+    for run in runs:
+        value = selection_auc(run, on) if run.status == "completed" else None
+        if value is not None:
+            aucs[(str(run.model), str(run.method), str(run.task), float(run.lr))].append((run.seed, 100 * value))
+    rows = []
+    for (model, method, task, lr), pairs in aucs.items():
+        summary = summarize([value for _, value in pairs])
+        rows.append({"model": model, "method": method, "task": task, "lr": lr, "n": summary.n,
+                     "seeds": " ".join(str(s) for s, _ in sorted(pairs)), "auc_mean": summary.mean,
+                     "auc_std": summary.std})
+    columns = ["model", "method", "task", "lr", "n", "seeds", "auc_mean", "auc_std", "chosen"]
+    if not rows:
+        return pd.DataFrame(columns=columns).astype({"chosen": bool})  # bool, so it can still index rows
+    table = pd.DataFrame(rows).sort_values(["model", "method", "task", "lr"], ignore_index=True)
+    best = table.sort_values(["auc_mean", "lr"], ascending=[False, True]).groupby(["model", "method", "task"]).head(1)
+    table["chosen"] = table.index.isin(best.index)
+    return table[columns]
+
+
+def chosen_lrs(search: pd.DataFrame) -> dict[GroupKey, float]:
+    picked = search[search["chosen"]]
+    return {(r.model, r.method, r.task): float(r.lr) for r in picked.itertuples()}
+
+
+def uneven_seed_notes(search: pd.DataFrame) -> list[str]:
+    """Groups whose chosen lr rests on fewer seeds than another lr of the group: its mean AUC is
+    less certain than the ones it beat, so the report says so."""
+    notes = []
+    for (model, method, task), group in search.groupby(["model", "method", "task"]):
+        chosen = group[group["chosen"]]
+        if chosen.empty:
+            continue
+        n_chosen, n_max = int(chosen["n"].iloc[0]), int(group["n"].max())
+        if n_chosen < n_max:
+            lr = float(chosen["lr"].iloc[0])
+            notes.append(f"{method}/{model}/{task}: chosen lr {lr:g} has {n_chosen} completed seed(s), "
+                         f"another lr has {n_max}")
+    return notes
+
+
+# ---- observations and their summaries -------------------------------------------------------------
 AVERAGE = "average"
 CASCADE_EXTRA_SPEEDUPS = (1.375, 1.75)  # paper App. A footnote 16: where Multi-Model also lands
 GRID_SIZE = 101
@@ -41,7 +177,7 @@ def speedup_points(runs: Sequence[Run], override: Sequence[float] | None = None)
     if override:
         return np.array(sorted(override), dtype=np.float64)
     points = set(default_speedup_points(max(r.num_layers for r in runs)))
-    reach = max((r.curve.speedups.max() for r in runs if r.kind == "cascade"), default=0.0)
+    reach = max((r.curve.speedups.max() for r in runs if r.cost_model == "cascade"), default=0.0)
     points.update(x for x in CASCADE_EXTRA_SPEEDUPS if x <= reach)
     return np.array(sorted(points))
 
@@ -64,7 +200,7 @@ def observations(runs: Sequence[Run], chosen: dict[GroupKey, float],
         for run in model_runs:
             base = {"model": model, "method": run.method, "task": run.task, "lr": run.lr, "seed": run.seed}
             flagged = {layer for split, layer in run.collapsed if split == run.split}
-            for layer, score in sorted(run.exit_scores.items()):
+            for layer, score in sorted(run.individual_scores.items()):
                 rows.append({**base, "quantity": "exit", "x": float(layer), "value": 100 * score,
                              "collapsed": layer in flagged})
             for quantity, xs in (("point", points), ("grid", grid)):

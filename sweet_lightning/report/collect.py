@@ -7,12 +7,23 @@ A run directory is one holding results.json or a Hydra `.hydra/` folder. Each be
 - incomplete: results.json that is unreadable, has another status, or lacks what the report
   needs (identity keys, an evaluation or logits to recompute one).
 Nothing is dropped here: every directory found is returned and ends up in runs.csv.
+
+Before runs are averaged, `mixed_config_problems` refuses those that differ in more than the swept
+learning rate and seed. Two levels are checked on completed runs:
+- within a (method, model, task) group, every setting collected in Run.settings (results.json
+  keys such as max_epochs, train_size, exit_layers, exit_policy, calibration source, model_selection
+  rule, plus the method/model/optimizer/scheduler config) must agree;
+- within a model, across methods and tasks, the settings that make methods comparable
+  (MODEL_KEYS) must agree, since Table 1 and the curves put them side by side.
+A (method, model, task, lr, seed) that completed twice is refused too: it would count a seed twice.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +48,8 @@ CONFIG_PREFIXES = ("method.", "model.", "optimizer.", "scheduler.", "max_seq_len
                    "trainer.accumulate_grad_batches", "trainer.gradient_clip_val")
 # swept or already compared as a top-level key
 CONFIG_IGNORED = ("optimizer.lr", "model.exit_layers", "model.exit_pooling", "method._target_")
+MODEL_KEYS = ("exit_layers", "num_layers", "exit_pooling", "max_epochs", "train_size", "batch_size",
+              "exit_policy", "calibration_source", "model_selection")
 
 
 @dataclass
@@ -52,9 +65,9 @@ class Run:
     split: str | None = None
     exit_layers: tuple[int, ...] = ()
     num_layers: int | None = None
-    kind: str | None = None
+    cost_model: str | None = None
     settings: dict = field(default_factory=dict)  # what must agree before runs are averaged
-    exit_scores: dict[int, float] = field(default_factory=dict)  # layer -> score alone
+    individual_scores: dict[int, float] = field(default_factory=dict)  # layer -> the exit's score alone
     curve: SpeedAccuracyCurve | None = None
     auc: float | None = None
     calibration_auc: float | None = None  # AUC on the calibration hold-out (None: no hold-out, or an older run)
@@ -165,19 +178,20 @@ def _completed_run(path: Path, record: RunRecord, config: dict, ident: dict) -> 
             return Run(path, "incomplete", **ident, split=split, note=note)
     exit_layers = tuple(int(x) for x in record.exit_layers or evaluation["exit_layers"])
     num_layers = int(record.num_layers or evaluation["num_layers"])
-    kind = record.kind or evaluation.get("kind") or "early_exit"
+    cost_model = record.cost_model or evaluation.get("cost_model") or "early_exit"
     metric = record.metric or evaluation.get("metric") or "accuracy"
     points = tuple(CurvePoint(float(p["threshold"]), float(p["speedup"]), float(p["score"]), ())
                    for p in evaluation.get("curve") or [])
     if not points:
         return Run(path, "incomplete", **ident, split=split, note=f"evaluation of {split} has no curve")
-    curve = SpeedAccuracyCurve(points, exit_layers, num_layers, kind, metric, str(evaluation.get("policy")))
+    curve = SpeedAccuracyCurve(points, exit_layers, num_layers, cost_model, metric, str(evaluation.get("policy")))
     run_auc = evaluation.get("auc")
     calibration_auc = dig(evaluations, f"{CALIBRATION_SPLIT}.auc")
     return Run(
         path, "completed", **ident, metric=metric, split=split, exit_layers=exit_layers, num_layers=num_layers,
-        kind=kind, settings=_settings(record, config, evaluation, split, exit_layers, num_layers, kind, metric),
-        exit_scores={int(e["layer"]): float(e["score"]) for e in evaluation.get("exits") or []}, curve=curve,
+        cost_model=cost_model,
+        settings=_settings(record, config, evaluation, split, exit_layers, num_layers, cost_model, metric),
+        individual_scores={int(e["layer"]): float(e["score"]) for e in evaluation.get("exits") or []}, curve=curve,
         auc=float(run_auc) if run_auc is not None else auc(curve),
         calibration_auc=float(calibration_auc) if calibration_auc is not None else None,
         collapsed=_collapsed(record, {split: evaluation}), note=note,
@@ -192,7 +206,7 @@ def _recompute(path: Path, record: RunRecord, split: str) -> tuple[dict | None, 
     arrays = load_logits(path, split)
     evaluation = evaluate_logits(
         arrays["logits"], arrays["labels"], record.exit_layers, record.num_layers,
-        kind=record.kind or "early_exit", metric=record.metric or "accuracy",
+        cost_model=record.cost_model or "early_exit", metric=record.metric or "accuracy",
         policy=record.exit_policy or "confidence", temperatures=record.temperatures,
     )
     scaling = "its temperatures" if record.temperatures is not None else "no temperature scaling"
@@ -200,11 +214,11 @@ def _recompute(path: Path, record: RunRecord, split: str) -> tuple[dict | None, 
 
 
 def _settings(record: RunRecord, config: dict, evaluation: dict, split: str, exit_layers: tuple[int, ...],
-              num_layers: int, kind: str, metric: str) -> dict:
+              num_layers: int, cost_model: str, metric: str) -> dict:
     settings = {
         "exit_layers": list(exit_layers),
         "num_layers": num_layers,
-        "kind": kind,
+        "cost_model": cost_model,
         "metric": metric,
         "primary_split": split,
         "exit_pooling": _stored(record, "exit_pooling", dig(config, "model.exit_pooling")),
@@ -232,8 +246,43 @@ def _collapsed(record: RunRecord, primary: dict) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(flags))
 
 
-def count_statuses(runs: Iterable[Run]) -> dict[str, int]:
-    counts = dict.fromkeys(STATUSES, 0)
+# ---- may these runs be averaged? ----------------------------------------------------------------
+def _differing(runs: Sequence[Run], keys: Sequence[str]) -> dict[str, list[str]]:
+    values: dict[str, set[str]] = defaultdict(set)
     for run in runs:
-        counts[run.status] += 1
-    return counts
+        for key in keys:
+            # json text compares lists and dicts by value; a key absent from a run counts as null
+            values[key].add(json.dumps(run.settings.get(key), sort_keys=True, default=str))
+    return {key: sorted(found) for key, found in values.items() if len(found) > 1}
+
+
+def _describe(diffs: dict[str, list[str]]) -> str:
+    return ", ".join(f"{key} ({' vs '.join(values)})" for key, values in sorted(diffs.items()))
+
+
+def mixed_config_problems(runs: Sequence[Run]) -> list[str]:
+    """One short description per group that should not be averaged; empty when all is consistent."""
+    completed = [run for run in runs if run.status == "completed"]
+    problems = []
+    groups: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
+    for run in completed:
+        groups[run.group].append(run)
+    reported: dict[str, set[str]] = defaultdict(set)  # model -> keys already named in a group
+    for (method, model, task), group in sorted(groups.items()):
+        keys = sorted({key for run in group for key in run.settings})
+        diffs = _differing(group, keys)
+        if diffs:
+            problems.append(f"{method}/{model}/{task} differs in {_describe(diffs)}")
+            reported[model].update(diffs)
+    by_model: dict[str, list[Run]] = defaultdict(list)
+    for run in completed:
+        by_model[str(run.model)].append(run)
+    for model, group in sorted(by_model.items()):
+        diffs = {k: v for k, v in _differing(group, MODEL_KEYS).items() if k not in reported[model]}
+        if diffs:
+            problems.append(f"model {model} differs across methods/tasks in {_describe(diffs)}")
+    repeats = Counter((*run.group, run.lr, run.seed) for run in completed)
+    for (method, model, task, lr, seed), count in sorted(repeats.items()):
+        if count > 1:
+            problems.append(f"{method}/{model}/{task} lr={lr:g} seed={seed} completed {count} times")
+    return problems

@@ -89,21 +89,11 @@ def chosen_lr_table(search: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "task", *[f"lr_{m}" for m in methods], "ee_mm_sweet_1e-5"])
 
 
-def _shown(path: Path) -> str:
-    """The run's folder as given from the working directory when it lies below it (so a report made
-    from a checkout names the same paths on every machine), else absolute."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _where(path: Path, roots: Sequence[Path]) -> str:
+def _relative(path: Path, roots: Sequence[Path]) -> str:
+    """The path below the first of the roots that holds it, else as it is."""
     for root in roots:
-        try:
-            return str(path.relative_to(root.resolve()))
-        except ValueError:
-            continue
+        if path.resolve().is_relative_to(root.resolve()):
+            return str(path.resolve().relative_to(root.resolve()))
     return str(path)
 
 
@@ -111,14 +101,17 @@ def runs_table(runs: Sequence[Run], chosen: dict, roots: Sequence[Path]) -> pd.D
     """Every run found, whatever its status; `chosen` marks runs at their group's chosen lr."""
     rows = []
     for run in runs:
-        last = run.exit_scores[max(run.exit_scores)] if run.exit_scores else math.nan
+        last = run.individual_scores[max(run.individual_scores)] if run.individual_scores else math.nan
         rows.append({
-            "run": _where(run.path, roots), "status": run.status, "method": run.method, "model": run.model,
+            "run": _relative(run.path, roots), "status": run.status, "method": run.method, "model": run.model,
             "task": run.task, "lr": run.lr, "seed": run.seed,
             "auc": 100 * run.auc if run.auc is not None else math.nan, "last_exit": 100 * last,
             "chosen": run.status == "completed" and chosen.get((run.model, run.method, run.task)) == run.lr,
             "collapsed": "; ".join(f"{split}:L{layer}" for split, layer in run.collapsed),
-            "error": run.error.splitlines()[-1] if run.error else "", "note": run.note, "path": _shown(run.path),
+            "error": run.error.splitlines()[-1] if run.error else "", "note": run.note,
+            # below the working directory, the folder as seen from there: a report made from a
+            # checkout names the same paths on every machine
+            "path": _relative(run.path, [Path.cwd()]),
         })
     table = pd.DataFrame(rows, columns=["run", "status", "method", "model", "task", "lr", "seed", "auc",
                                         "last_exit", "chosen", "collapsed", "error", "note", "path"])

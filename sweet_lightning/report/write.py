@@ -1,18 +1,63 @@
-"""report.md: the tables as Markdown, with the runs that need attention listed first."""
+"""Step 4 of the report: write its directory: the CSV tables, the figures, and report.md (the tables
+as Markdown, with the runs that need attention listed first)."""
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from .aggregate import AVERAGE
-from .selection import SELECTION_TEXT
+from . import aggregate, tables
+from .aggregate import AVERAGE, SELECTION_TEXT, chosen_lrs, lr_search, uneven_seed_notes
+from .collect import STATUSES, Run
+from .figures import write_figures
 from .tables import METHOD_LABELS, METHOD_NAMES, method_order, speedup_label, task_order
 
+
+def summary_line(runs: Sequence[Run]) -> str:
+    counts = Counter(run.status for run in runs)
+    return f"{len(runs)} runs: " + ", ".join(f"{counts[status]} {status}" for status in STATUSES)
+
+
+def write_report(runs: Sequence[Run], out: Path, sources: Sequence[Path], speedups: Sequence[float] | None = None,
+                 mixed: Sequence[str] = (), select_on: str = "calibration") -> list[Path]:
+    """Write report.md, the CSV tables and curves_<model>.png and exits_<model>.png per model; return the paths.
+    `select_on`: the split whose AUC chooses each group's lr (aggregate.lr_search)."""
+    out.mkdir(parents=True, exist_ok=True)
+    search = lr_search(runs, select_on)
+    chosen = chosen_lrs(search)
+    summary, notes = aggregate.summaries(aggregate.observations(runs, chosen, speedups))
+    notes = [*uneven_seed_notes(search), *notes]
+    frames = {
+        "runs.csv": tables.runs_table(runs, chosen, sources),
+        "chosen_lr.csv": tables.chosen_lr_table(search),
+        "lr_search.csv": search,
+        "table1_exits.csv": tables.table1_exits(summary),
+        "curve_points.csv": tables.curve_points(summary),
+        "curve_grid.csv": tables.curve_grid(summary),
+        "auc.csv": tables.auc_table(summary),
+    }
+    written = []
+    for name, frame in frames.items():
+        frame = frame.assign(lr_selected_on=select_on)  # every table says which lr selection made it
+        # 10 significant digits: exact enough to recompute from, without float noise like 56.00000000000001
+        frame.to_csv(out / name, index=False, float_format="%.10g")
+        written.append(out / name)
+    figures = write_figures(frames["curve_grid.csv"], frames["curve_points.csv"], out, frames["table1_exits.csv"])
+    inputs = ReportInputs(
+        sources=sources, summary_line=summary_line(runs), runs=frames["runs.csv"],
+        chosen_lr=frames["chosen_lr.csv"], table1=frames["table1_exits.csv"], points=frames["curve_points.csv"],
+        auc=frames["auc.csv"], figures=figures, notes=notes, mixed=list(mixed), select_on=select_on,
+    )
+    (out / "report.md").write_text(render(inputs))
+    return [out / "report.md", *written, *figures]
+
+
+# ---- report.md -----------------------------------------------------------------------------------
 DASH = "–"
 
 METHOD_NOTE = """\
@@ -61,50 +106,42 @@ def _cell(mean: float, spread: float, collapsed: int = 0) -> str:
     return f"{mean:.1f} ± {fmt(spread)}" + (" †" if collapsed else "")
 
 
-def _method_rows(part: pd.DataFrame, xs: Sequence[float], x_name: str, cell: Callable,
-                 extra: Callable[[str], list] = lambda m: []) -> list[list]:
-    rows = []
-    for method in method_order(list(part["method"].unique())):
-        sub = part[part["method"] == method].set_index(x_name)
-        seeds = int(sub["n"].max()) if len(sub) else 0
-        row = [METHOD_LABELS.get(method, method), seeds]
-        row += [cell(sub.loc[x]) if x in sub.index else DASH for x in xs]
-        rows.append(row + extra(method))
-    return rows
+def _task_tables(table: pd.DataFrame, model: str, x_name: str, x_label: Callable, cell: Callable,
+                 auc: Callable[[str, str], str] | None = None) -> list[str]:
+    """One Markdown table per task of a model, the average over tasks first: a row per method (its
+    label, seeds, a `cell` per x, and its `auc(task, method)` when given)."""
+    lines = []
+    sub = table[table["model"] == model]
+    for task in [AVERAGE] + [t for t in task_order(list(sub["task"].unique())) if t != AVERAGE]:
+        part = sub[sub["task"] == task]
+        if part.empty:
+            continue
+        xs = sorted(part[x_name].unique())
+        rows = []
+        for method in method_order(list(part["method"].unique())):
+            by_x = part[part["method"] == method].set_index(x_name)
+            row = [METHOD_LABELS.get(method, method), int(by_x["n"].max()) if len(by_x) else 0]
+            row += [cell(by_x.loc[x]) if x in by_x.index else DASH for x in xs]
+            rows.append(row + ([auc(task, method)] if auc else []))
+        header = ["method", "seeds", *map(x_label, xs), *(["AUC"] if auc else [])]
+        title = "average over tasks" if task == AVERAGE else task
+        lines += [f"#### {model} — {title}", "", md_table(header, rows), ""]
+    return lines
 
 
 def _exit_section(table1: pd.DataFrame, model: str) -> list[str]:
-    lines = []
-    sub = table1[table1["model"] == model]
-    for task in [AVERAGE] + [t for t in task_order(list(sub["task"].unique())) if t != AVERAGE]:
-        part = sub[sub["task"] == task]
-        if part.empty:
-            continue
-        layers = sorted(part["layer"].unique())
-        rows = _method_rows(part, layers, "layer", lambda r: _cell(r["mean"], r["std"], r["collapsed"]))
-        title = "average over tasks" if task == AVERAGE else task
-        lines += [f"#### {model} — {title}", "", md_table(["method", "seeds", *[f"L{x}" for x in layers]], rows), ""]
-    return lines
+    return _task_tables(table1, model, "layer", lambda x: f"L{x}", lambda r: _cell(r["mean"], r["std"], r["collapsed"]))
 
 
 def _curve_section(points: pd.DataFrame, auc: pd.DataFrame, model: str) -> list[str]:
-    lines = []
-    sub, auc_sub = points[points["model"] == model], auc[auc["model"] == model]
-    for task in [AVERAGE] + [t for t in task_order(list(sub["task"].unique())) if t != AVERAGE]:
-        part = sub[sub["task"] == task]
-        if part.empty:
-            continue
-        xs = sorted(part["speedup"].unique())
+    auc = auc[auc["model"] == model]
 
-        def auc_cell(method: str, task: str = task) -> list:
-            row = auc_sub[(auc_sub["task"] == task) & (auc_sub["method"] == method)]
-            return [_cell(row["mean"].iloc[0], row["ci_half_width"].iloc[0]) if len(row) else DASH]
+    def auc_cell(task: str, method: str) -> str:
+        row = auc[(auc["task"] == task) & (auc["method"] == method)]
+        return _cell(row["mean"].iloc[0], row["ci_half_width"].iloc[0]) if len(row) else DASH
 
-        rows = _method_rows(part, xs, "speedup", lambda r: _cell(r["mean"], r["ci_half_width"]), auc_cell)
-        title = "average over tasks" if task == AVERAGE else task
-        header = ["method", "seeds", *[f"×{speedup_label(x)}" for x in xs], "AUC"]
-        lines += [f"#### {model} — {title}", "", md_table(header, rows), ""]
-    return lines
+    return _task_tables(points, model, "speedup", lambda x: f"×{speedup_label(x)}",
+                        lambda r: _cell(r["mean"], r["ci_half_width"]), auc_cell)
 
 
 def render(inputs: ReportInputs) -> str:
