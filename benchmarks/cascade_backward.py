@@ -39,7 +39,7 @@ def build_parser() -> cli.Parser:
     p.add_argument("--batch-size", type=cli.count(1), default=16, help="examples per step")
     p.add_argument("--seq-len", type=cli.count(1), default=128, help="tokens per example")
     p.add_argument("--rounds", type=cli.count(1), default=6, help="timed rounds, contenders shuffled")
-    cli.add_threads(p, default=2)
+    cli.add_host(p, default=2)
     return p
 
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> None:
-    cli.set_threads(args)
+    cli.configure_host(args)
     module = CascadeModule(
         task="sst2",
         pretrained=args.pretrained,

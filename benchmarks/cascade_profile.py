@@ -197,7 +197,7 @@ def build_parser() -> cli.Parser:
         "--ops", type=cli.count(0), default=0, help="torch.profiler: top N operators by difference"
     )
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    cli.add_threads(p)
+    cli.add_host(p)
     return p
 
 
@@ -246,7 +246,7 @@ def build_sides(args):
 
 
 def run(args) -> None:
-    cli.set_threads(args)
+    cli.configure_host(args)
     device = torch.device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sides, member_names, vocab = build_sides(args)

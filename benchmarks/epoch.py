@@ -249,7 +249,7 @@ def run_task(args, task: str) -> None:
         order = list(contenders)
         rng.shuffle(order)
         for name, padding in order:
-            cli.set_threads(args)  # re-applied: neither side may change it for the next contender
+            cli.configure_host(args)  # re-applied: neither side may change it for the next contender
             if name == "trainer":
                 results[(name, padding)].append(trainer_epoch(args, task, padding))
             else:
@@ -316,7 +316,7 @@ def build_parser() -> cli.Parser:
         help="AdamW: config = what each side uses by itself (see above); single, foreach or fused: that "
         "torch implementation on both sides",
     )
-    cli.add_threads(p)
+    cli.add_host(p)
     p.add_argument("--tokens-only", action="store_true", help="count padded tokens per policy; no training")
     p.add_argument(
         "overrides",
@@ -330,7 +330,7 @@ def build_parser() -> cli.Parser:
 def run(args) -> None:
     args.methods = [m for m in args.methods.split(",") if m]
     args.sides = [s for s in args.sides.split(",") if s]
-    cli.set_threads(args)
+    cli.configure_host(args)
     quiet()
     print(header())
     for task in args.task.split(","):

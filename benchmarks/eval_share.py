@@ -107,7 +107,7 @@ def build_parser() -> cli.Parser:
         default=0,
         help="cut each eval split to this many batches; 0 = whole splits",
     )
-    cli.add_threads(p)
+    cli.add_host(p)
     p.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="extra launch.py overrides, e.g. max_seq_length=128"
     )
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> None:
-    cli.set_threads(args)
+    cli.configure_host(args)
     quiet()
     print(header())
     sizes = [int(x) for x in args.eval_batch_sizes.split(",")]

@@ -90,7 +90,7 @@ def build_parser() -> cli.Parser:
         metavar="METHOD",
         help="--random only: the methods built",
     )
-    cli.add_threads(p)
+    cli.add_host(p)
     return p
 
 
@@ -339,7 +339,7 @@ def run(args) -> None:
         args.targets,
         args.rounds,
     )
-    cli.set_threads(args)
+    cli.configure_host(args)
     if args.random:
         classifiers = random_classifiers(args.random, args.task, args.methods, args.policy)
         label = f"--random {args.random} (pretrained backbone, untrained exit heads)"

@@ -92,7 +92,7 @@ def build_parser() -> cli.Parser:
     p.add_argument("--steps", type=cli.count(1), default=20, help="timed optimizer steps per variant")
     p.add_argument("--lr", type=float, default=2e-5, help="AdamW learning rate")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    cli.add_threads(p)
+    cli.add_host(p)
     return p
 
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> None:
-    cli.set_threads(args)
+    cli.configure_host(args)
     print(header())
     for method in args.modules.split(","):
         params = module_parameters(args.model, method)

@@ -102,7 +102,7 @@ def build_parser() -> cli.Parser:
     p.add_argument("--seq-len", type=cli.count(1), default=128, help="tokens per example")
     p.add_argument("--steps", type=cli.count(1), default=5, help="timed steps per contender and round")
     p.add_argument("--rounds", type=cli.count(1), default=3, help="rounds, contenders interleaved")
-    cli.add_threads(p)
+    cli.add_host(p)
     p.add_argument("--foreach", action="store_true", help="AdamW(foreach=True) for every contender")
     p.add_argument("--fused", action="store_true", help="AdamW(fused=True) for every contender")
     p.add_argument(
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> None:
-    cli.set_threads(args)
+    cli.configure_host(args)
     exits = [int(x) for x in args.exits.split(",")]
     torch.manual_seed(0)
 

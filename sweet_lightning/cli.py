@@ -137,7 +137,8 @@ def progress_disabled(args: argparse.Namespace) -> bool | None:
     return None if args.progress is None else not args.progress
 
 
-def add_threads(p: argparse.ArgumentParser, default: int = 0) -> None:
+def add_host(p: argparse.ArgumentParser, default: int = 0) -> None:
+    """--threads and --keep-memory/--no-keep-memory: how the process uses the host (sweet_lightning/host.py)."""
     p.add_argument(
         "--threads",
         type=count(0),
@@ -145,13 +146,19 @@ def add_threads(p: argparse.ArgumentParser, default: int = 0) -> None:
         metavar="N",
         help="torch intra-op threads; 0 = torch's choice (the cores, or OMP_NUM_THREADS)",
     )
+    p.add_argument(
+        "--keep-memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep freed memory in the C heap for the next step instead of returning it to the OS "
+        "(glibc; as training does: keep_freed_memory)",
+    )
 
 
-def set_threads(args: argparse.Namespace) -> None:
-    if args.threads:
-        import torch
+def configure_host(args: argparse.Namespace) -> None:
+    from sweet_lightning import host
 
-        torch.set_num_threads(args.threads)
+    host.configure(args.threads or None, args.keep_memory)
 
 
 def fail(err: BaseException | str) -> int:

@@ -61,7 +61,7 @@ def build_parser() -> cli.Parser:
         help="bf16 autocast (default: the run's precision: on when it trained in bf16)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the model (default: off)")
-    cli.add_threads(p)
+    cli.add_host(p)
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from sweet_lightning.inference import AdaptiveClassifier, resolve_source
     from sweet_lightning.inference.inputs import read_texts
 
-    cli.set_threads(args)
+    cli.configure_host(args)
     source = resolve_source(path)
     texts = read_texts(args.input, source.task)  # checked before the model loads
     clf = AdaptiveClassifier.from_checkpoint(

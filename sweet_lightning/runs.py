@@ -49,6 +49,7 @@ NOT_IDENTITY = (
     "logger",
     "sweep_fail_exit",
     "keep_checkpoints",
+    "keep_freed_memory",  # where freed memory goes between steps: the same numbers either way
     "data.glue_dir",
     "data.cache_dir",
     "data.num_workers",

@@ -44,16 +44,13 @@ def _train(cfg: DictConfig) -> float:
     final evaluation -> logits and results.json."""
     import lightning as L
 
-    from sweet_lightning import runs
+    from sweet_lightning import host, runs
 
     check_config(cfg)
     check_trainer(cfg)
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.get("torch_threads") is not None:
-        import torch
-
-        torch.set_num_threads(int(cfg.torch_threads))
+    host.configure(cfg.get("torch_threads"), cfg.get("keep_freed_memory", True))
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg)

@@ -7,7 +7,7 @@ import yaml
 from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
-from benchmarks import cascade_profile, epoch, main_run, optimizer
+from benchmarks import allocator, cascade_profile, epoch, main_run, optimizer
 from benchmarks.common import REPO, compose
 from benchmarks.train_step import member_models
 from sweet_lightning.methods import METHODS
@@ -202,3 +202,15 @@ def test_main_run_overrides_replace_earlier_values_of_the_same_key():
         "old",
     ]
     assert main_run.side_order("new-first", 0) == ["new", "old"]
+
+
+def test_allocator_reads_every_contender_of_train_steps_table():
+    output = """$ python benchmarks/train_step.py
+# x86_64
+method             ms/step   ratio_to_hf    target  vs_members  target
+hf_plain            1127.9         1.000
+cascade             2458.7         2.180    <=2.10       1.086  <=1.00
+hf_members_sum      2263.2         2.007
+# hf_members_sum: median of the members' back-to-back steps
+"""
+    assert allocator.step_table(output) == {"hf_plain": 1127.9, "cascade": 2458.7, "hf_members_sum": 2263.2}

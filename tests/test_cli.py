@@ -66,6 +66,7 @@ TOOLS = {
     "python benchmarks/cascade_backward.py": "benchmarks.cascade_backward",
     "python benchmarks/cascade_profile.py": "benchmarks.cascade_profile",
     "python benchmarks/main_run.py": "benchmarks.main_run",
+    "python benchmarks/allocator.py": "benchmarks.allocator",
     "python benchmarks/epoch.py": "benchmarks.epoch",
     "python benchmarks/eval_share.py": "benchmarks.eval_share",
     "python benchmarks/optimizer.py": "benchmarks.optimizer",

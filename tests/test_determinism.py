@@ -75,3 +75,16 @@ def test_run_of_older_code_compares_with_a_new_one(tmp_path):
     data["evaluation"]["dev"]["auc"] += 1e-9
     (new / "results.json").write_text(json.dumps(data))
     assert [d.split(":")[0] for d in differences(old, new)] == ["results.json evaluation.dev.auc"]
+
+
+def test_keeping_freed_memory_changes_no_number(glue_path, tmp_path):
+    """keep_freed_memory only decides where freed memory waits between steps: the same logits, bit
+    for bit, and the same results.json but for the key itself."""
+    runs = {keep: tmp_path / keep for keep in ("true", "false")}
+    for keep, run in runs.items():
+        env = {"GLUE_DIR": str(glue_path)}
+        proc = launch([*COMMAND, f"keep_freed_memory={keep}", f"run_dir={run}"], tmp_path, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert differences(*runs.values()) == [
+        "results.json config.keep_freed_memory: True vs False"
+    ]

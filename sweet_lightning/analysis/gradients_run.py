@@ -110,6 +110,7 @@ def _log_results(loggers, result: dict, images: list[Path]) -> None:
 def run(cfg: DictConfig) -> dict:
     import lightning as L
 
+    from sweet_lightning import host
     from sweet_lightning.console import quiet_console
     from sweet_lightning.train import (
         build_datamodule,
@@ -127,6 +128,7 @@ def run(cfg: DictConfig) -> dict:
     check_config(cfg)
     out = run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    host.configure(cfg.get("torch_threads"), cfg.get("keep_freed_memory", True))
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg)
