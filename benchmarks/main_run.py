@@ -8,7 +8,7 @@ the ratios old / new.
 
     old   the same command with the defaults issue 11 changed put back (OLD_SETTINGS below):
           random training batches, AdamW's single-tensor loop (torch's CPU choice), evaluation in
-          dataset order, torch's deterministic mode on every device
+          dataset order, torch's deterministic mode on every device, freed memory returned to the OS
     new   the command as it is, today's defaults
 
 "Old settings on today's code" is not the old code: the other changes since commit 1af9dc9 (e.g. the
@@ -49,6 +49,7 @@ OLD_SETTINGS = [
     "data.sort_eval_by_length=false",
     "optimizer.fused=null",
     "trainer.deterministic=warn",
+    "keep_freed_memory=false",
 ]
 ORDERS = ("alternate", "old-first", "new-first")
 
