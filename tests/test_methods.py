@@ -205,3 +205,60 @@ def test_the_optimizer_comes_from_the_config_alone():
     with pytest.raises(ValueError, match=r"^lr=5e-05 is not the optimizer's learning rate \(2e-05\)"):
         EarlyExitModule(**TINY, lr=5e-5)
     assert EarlyExitModule(**TINY, lr=2e-5).lr == 2e-5  # as a checkpoint of older code records it
+
+
+@pytest.mark.parametrize("learned_exit", [False, True])
+def test_cascade_trains_member_by_member_with_the_joint_gradients(learned_exit):
+    """The cascade's training_step runs each member's forward and backward in turn: every gradient
+    equals the joint loss's bit for bit (dropout on, weighted exits, learned exit scores), and
+    the returned loss is the joint loss's value."""
+    from sweet_lightning.methods.base import AdaptiveModule
+
+    args = tiny_module_args(dropout=0.1, learned_exit=learned_exit, exit_weights=[0.5, 1.0, 2.0, 0.25])
+    torch.manual_seed(0)
+    module = CascadeModule(**args)
+    b = batch()
+    grads, losses = {}, {}
+    for path in ("joint", "by_member"):
+        module.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # the same dropout masks: members draw them in the same order either way
+        if path == "joint":
+            loss = AdaptiveModule.training_step(module, b, 0)
+        else:
+            loss = module.training_step(b, 0)
+            assert loss.grad_fn is None  # its gradients are in place already
+        loss.backward()
+        grads[path] = {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+        losses[path] = loss.detach()
+    assert grads["joint"].keys() == grads["by_member"].keys() == {n for n, _ in module.named_parameters()}
+    for name, g in grads["joint"].items():
+        assert torch.equal(g, grads["by_member"][name]), name
+    assert torch.equal(losses["joint"], losses["by_member"])
+
+
+def test_cascade_member_by_member_in_a_trainer_accumulates_like_lightning(tmp_path, monkeypatch):
+    """Under a Trainer with accumulated steps (training_step zeroes the gradients itself and
+    Lightning's zero_grad is skipped), the weights after training equal the joint loss's run."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    rows = [{k: v[i] for k, v in batch().items()} for i in range(4)] * 3
+    weights = {}
+    for path in ("joint", "by_member"):
+        if path == "joint":
+            monkeypatch.setattr(CascadeModule, "_by_member", lambda self: False)
+        else:
+            monkeypatch.undo()
+        torch.manual_seed(0)
+        module = CascadeModule(**tiny_module_args(dropout=0.1))
+        trainer = L.Trainer(
+            max_epochs=1, accumulate_grad_batches=2, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+            default_root_dir=tmp_path, gradient_clip_val=0.5,
+        )  # fmt: skip
+        torch.manual_seed(1)
+        trainer.fit(module, DataLoader(rows, batch_size=2))
+        weights[path] = {n: p.detach().clone() for n, p in module.named_parameters()}
+        assert trainer.global_step == 3
+    for name, w in weights["joint"].items():
+        assert torch.equal(w, weights["by_member"][name]), name

@@ -83,6 +83,56 @@ class CascadeModule(AdaptiveModule):
             learned_exit=learned_exit,
         )
 
+    # ---- training member by member ------------------------------------------------------------
+    # One joint loss keeps every member's activations alive until its backward: 4 models' worth of
+    # memory, which the allocator hands back to the OS and faults in again each step (about 5% of a
+    # MiniLM-L6 cascade step even with keep_freed_memory; docs/benchmarks.md, "The cascade phase by
+    # phase"). The members share no parameter, so running each member's forward and backward before
+    # the next member's forward gives the joint loss's gradients bit for bit
+    # (tests/test_methods.py::test_cascade_trains_member_by_member_with_the_joint_gradients), with one
+    # member's activations alive at a time. Lightning still clips, steps and schedules as usual.
+
+    def _by_member(self) -> bool:
+        """Where the backward may run inside training_step: full precision on one process. A 16-bit
+        loss scaler and DDP's gradient hooks expect Lightning's one backward of the returned loss."""
+        if self._trainer is None:
+            return True
+        return str(self.trainer.precision) in ("32-true", "32") and self.trainer.world_size == 1
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if not self._by_member():
+            return super().training_step(batch, batch_idx)
+        accumulate = self.trainer.accumulate_grad_batches if self._trainer is not None else 1
+        if self._trainer is not None and batch_idx % accumulate == 0:
+            # what Lightning's zero_grad would do after this step, before its backward (skipped below)
+            self.trainer.optimizers[0].zero_grad(set_to_none=True)
+        weights = self.step_exit_weights(self.global_step, self.current_epoch)
+        labels, bs = batch["labels"], batch["labels"].shape[0]
+        total, score_total = 0, 0  # summed as training_loss sums them: the same logged value
+        for i, member in enumerate(self.net.members):
+            (logits,), (score,) = member(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+            loss_i = self.exit_losses([logits], labels)[0]
+            self.log(f"train/exit{i + 1}/loss", loss_i, batch_size=bs)
+            if weights[i] == 0:
+                continue  # as training_loss: an exit left out of the step gets no gradient
+            member_loss = weights[i] * loss_i
+            total = total + member_loss.detach()
+            if self.learned_exit:
+                score_loss = self.exit_score_losses([logits], [score], labels)[0]
+                member_loss = member_loss + score_loss
+                score_total = score_total + score_loss.detach()
+            (member_loss / accumulate).backward()  # as Lightning scales an accumulated step's loss
+        if self.learned_exit:
+            self.log("train/exit_score_loss", score_total, batch_size=bs)
+            total = total + score_total
+        self.log("train/loss", total, prog_bar=True, batch_size=bs)
+        # the gradients are in place: Lightning's own backward of this leaf changes no parameter
+        return torch.as_tensor(total).detach().requires_grad_()
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        if not self._by_member():  # member by member, training_step zeroed them before its backward
+            super().optimizer_zero_grad(epoch, batch_idx, optimizer)
+
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         """Clip each member's gradient norm on its own.
 
