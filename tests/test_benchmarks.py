@@ -170,10 +170,10 @@ def test_main_run_is_the_readme_command_with_the_old_defaults_put_back():
     old = compose(main_run.MAIN_COMMAND + main_run.OLD_SETTINGS)
     for setting in main_run.OLD_SETTINGS:
         key, value = setting.split("=")
-        parent, leaf = key.rsplit(".", 1)
+        parent, _, leaf = key.rpartition(".")
         # unresolved: trainer.deterministic's default is an interpolation that depends on the machine
-        before = OmegaConf.to_container(OmegaConf.select(today, parent), resolve=False)
-        after = OmegaConf.to_container(OmegaConf.select(old, parent), resolve=False)
+        before = OmegaConf.to_container(OmegaConf.select(today, parent) if parent else today, resolve=False)
+        after = OmegaConf.to_container(OmegaConf.select(old, parent) if parent else old, resolve=False)
         assert leaf in before, f"{key} is no config key today"
         assert after[leaf] == yaml.safe_load(value) != before[leaf], key
     run_dir = REPO / "unused"
