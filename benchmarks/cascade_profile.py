@@ -17,10 +17,13 @@ sum of its members can be located:
 
 Sides, each timed once per batch, in a shuffled order per batch:
 
-    cascade          the cascade's training step as train.py runs it (one joint graph, one backward)
-    cascade_by_member  the same module's members one after another (forward, loss, backward each),
-                     then one clip and one optimizer step: the joint graph's share of the gap, and
-                     each of our members' forward and backward against its HF model's
+    cascade          one joint loss over all members, one backward (one joint graph): how the
+                     cascade trained before it trained member by member, and how it still trains
+                     under 16-bit mixed precision or DDP (CascadeModule._by_member)
+    cascade_by_member  the members one after another (forward, loss, backward each), then one clip
+                     and one optimizer step: what CascadeModule.training_step does in full
+                     precision on one process; and each of our members' forward and backward
+                     against its HF model's
     hf_members       AutoModelForSequenceClassification per member (`train_step.member_models`: the
                      member's own layers, embeddings, pooler and classifier values), trained one
                      after another on the same batch: what a user training the members alone pays
