@@ -297,3 +297,20 @@ def test_cli_reports_bad_requests_in_one_line(monkeypatch, tmp_path, capsys):
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and "Traceback" not in err
         assert err.strip().splitlines()[-1].startswith(message), err
+
+
+def test_alignment_summary_groups_cells_by_the_layers_own_classifier():
+    """Layer 1's own classifier is C1, layer 3's is C2 (exits [1, 3, 6]): C1-* and C2-* at their own
+    layer are current-vs-future, the rest future-vs-future; "no gradient" cells are left out."""
+    from sweet_lightning.analysis.gradients import alignment_summary
+
+    report = {
+        "exit_layers": [1, 3, 6],
+        "batches": [
+            {"layers": {"1": {"pairs": {"C1-C2": 0.1, "C1-C3": 0.3, "C2-C3": 0.8}}, "3": {"pairs": {"C2-C3": 0.2}}}},
+            {"layers": {"1": {"pairs": {"C1-C2": "no gradient", "C1-C3": -0.2, "C2-C3": 0.6}}, "3": {"pairs": {}}}},
+        ],
+    }
+    summary = alignment_summary(report)
+    assert summary["current_vs_future"] == {"mean": pytest.approx(0.1), "min": -0.2, "cells": 4}
+    assert summary["future_vs_future"] == {"mean": pytest.approx(0.7), "min": 0.6, "cells": 2}

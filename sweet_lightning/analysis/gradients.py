@@ -235,6 +235,24 @@ def batch_report(
 OWN_KEYS = ("steps", "batches", "train_size", "output_dir")  # conf/analysis_gradients.yaml's own
 
 
+def alignment_summary(report: dict) -> dict[str, dict[str, float]]:
+    """The paper's reading of Fig. 3 from a gradients.json: at each measured layer, the layer's own
+    classifier against later ones ("current_vs_future") and later classifiers among themselves
+    ("future_vs_future"), each as the mean, min and count of the cells over every batch. Cells
+    with "no gradient" (SWEET) are left out."""
+    own = {layer: i + 1 for i, layer in enumerate(report["exit_layers"])}
+    groups: dict[str, list[float]] = {"current_vs_future": [], "future_vs_future": []}
+    for batch in report["batches"]:
+        for layer, cells in batch["layers"].items():
+            for pair, value in cells["pairs"].items():
+                if isinstance(value, (int, float)):
+                    first = int(pair.split("-")[0][1:])
+                    groups["current_vs_future" if first == own[int(layer)] else "future_vs_future"].append(value)
+    return {
+        name: {"mean": sum(v) / len(v), "min": min(v), "cells": len(v)} for name, v in groups.items() if v
+    }
+
+
 def own_options() -> dict[str, tuple[str, str]]:
     """key -> (default, meaning) from conf/analysis_gradients.yaml (`key: value  # meaning`), so the
     help cannot drift from the config."""
