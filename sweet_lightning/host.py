@@ -42,3 +42,9 @@ def configure(threads: int | None = None, keep_memory: bool = True) -> None:
         torch.set_num_threads(int(threads))
     if keep_memory:
         keep_freed_memory()
+
+
+def configure_run(cfg) -> None:
+    """`configure` from a run's config keys (`torch_threads`, `keep_freed_memory`): training and the
+    gradient analysis read them the same way."""
+    configure(cfg.get("torch_threads"), cfg.get("keep_freed_memory", True))

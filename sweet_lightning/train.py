@@ -50,7 +50,7 @@ def _train(cfg: DictConfig) -> float:
     check_trainer(cfg)
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    host.configure(cfg.get("torch_threads"), cfg.get("keep_freed_memory", True))
+    host.configure_run(cfg)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg)

@@ -128,7 +128,7 @@ def run(cfg: DictConfig) -> dict:
     check_config(cfg)
     out = run_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    host.configure(cfg.get("torch_threads"), cfg.get("keep_freed_memory", True))
+    host.configure_run(cfg)
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule = build_datamodule(cfg)
