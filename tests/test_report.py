@@ -327,3 +327,45 @@ def test_runs_of_another_model_selection_are_not_averaged(sweep: Path):
     data_file.write_text(json.dumps(data))
     problems = mixed_config_problems(load_all(sweep))
     assert problems == ['sweet/minilm_l6/rte differs in model_selection ("calibration" vs null)']
+
+
+@pytest.mark.parametrize(
+    ("kept", "line"),
+    [
+        (["cascade"], "cascade; 18 runs of 2 other methods left out (early_exit 9, sweet 9)"),
+        (["cascade", "early_exit"], "cascade, early_exit; 9 runs of 1 other method left out (sweet 9)"),
+    ],
+)
+def test_methods_filter_keeps_only_the_listed_methods(tmp_path: Path, capsys, kept: list[str], line: str):
+    # early_exit's failed run and sweet's missing run go with their method (both name it)
+    sweep = make_sweep(tmp_path / "sweep", methods=("early_exit", "sweet", "cascade"))
+    (sweep / "99_unknown" / ".hydra").mkdir(parents=True)  # no config: its method cannot be read, so it stays
+    rc, out = run_report(tmp_path, str(sweep), "--methods", *kept)
+    assert rc == 0
+    runs = pd.read_csv(out / "runs.csv", keep_default_na=False)
+    assert set(runs.method) == {*kept, ""} and "99_unknown" in set(runs.run)
+    assert len(runs) == 8 * len(kept) + ("early_exit" in kept) + 1
+    for name in ("table1_exits.csv", "curve_points.csv", "auc.csv", "lr_search.csv"):
+        assert set(pd.read_csv(out / name).method) == set(kept), name
+    assert f"report: --methods {line}" in capsys.readouterr().err
+    md = (out / "report.md").read_text()
+    assert f"Methods (`--methods`): {line}." in md
+    assert "| SWEET |" not in md
+
+
+def test_methods_filter_comes_before_the_mixed_config_check(sweep: Path, tmp_path: Path):
+    for results in sweep.glob("*_sweet-*/results.json"):  # SWEET trained longer than Early-Exit
+        _set_max_epochs(results.parent, 3)
+    assert run_report(tmp_path, str(sweep))[0] == 2
+    rc, out = run_report(tmp_path, str(sweep), "--methods", "early_exit")
+    assert rc == 0 and set(pd.read_csv(out / "lr_search.csv").method) == {"early_exit"}
+    md = (out / "report.md").read_text()
+    assert "Methods (`--methods`): early_exit; 9 runs of 1 other method left out (sweet 9)." in md
+
+
+def test_methods_filter_names_what_was_found(sweep: Path, tmp_path: Path, capsys):
+    rc, out = run_report(tmp_path, str(sweep), "--methods", "sweet", "cascade", "two_stage")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and not (out / "report.md").exists()
+    found = "methods found: early_exit, sweet"
+    assert err[-1] == f"report: --methods cascade two_stage: no run of these methods; {found}"

@@ -1,8 +1,9 @@
 """python -m sweet_lightning.report SWEEP_DIR [SWEEP_DIR ...] --out report/ [--select-lr-on calibration|dev]
+                                  [--methods NAME [NAME ...]]
 
 Exit status: 0 report written; 1 no completed run (runs.csv and report.md still list what was
-found); 2 bad input: no run directory found, mixed configurations without --allow-mixed, or runs
-without the AUC that --select-lr-on asks for.
+found); 2 bad input: no run directory found, a --methods name with no run, mixed configurations
+without --allow-mixed, or runs without the AUC that --select-lr-on asks for.
 """
 
 from __future__ import annotations
@@ -17,14 +18,24 @@ from tqdm import tqdm
 from sweet_lightning import cli
 
 from .aggregate import SELECT_ON, unselectable
-from .collect import find_run_dirs, load_run, mixed_config_problems
-from .write import summary_line, write_report
+from .collect import find_run_dirs, load_run, mixed_config_problems, split_methods
+from .write import methods_line, summary_line, write_report
 
 
 def build_parser() -> cli.Parser:
     p = cli.parser("python -m sweet_lightning.report", __doc__)
     cli.add_run_dirs(p, "sweeps", nargs="+", help="sweep (Hydra multirun) or run directories")
     p.add_argument("--out", type=Path, default=Path("report"), metavar="DIR", help="output directory")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="report only the runs of these methods (names as in results.json, e.g. early_exit sweet "
+        "cascade); the others are left out of every table, figure and runs.csv, and report.md says how "
+        "many. A run whose method cannot be read (no readable results.json or .hydra/config.yaml) is "
+        "kept (default: every method found)",
+    )
     p.add_argument(
         "--allow-mixed",
         action="store_true",
@@ -76,7 +87,22 @@ def report(args: argparse.Namespace) -> int:
         return 2
     bar = tqdm(run_dirs, desc="runs", unit="run", disable=cli.progress_disabled(args))
     runs = [load_run(path) for path in bar]
+    methods = list(dict.fromkeys(args.methods)) if args.methods else None  # order kept, repeats dropped
+    found = sorted({run.method for run in runs if run.method is not None})
+    unmatched = [name for name in methods or () if name not in found]
+    if unmatched:
+        print(
+            f"report: --methods {' '.join(unmatched)}: no run of {'that method' if len(unmatched) == 1 else 'these methods'}; "
+            f"methods found: {', '.join(found) or 'none'}",
+            file=sys.stderr,
+        )
+        return 2
+    # mixed-config checks and lr selection below see the kept runs only
+    runs, left_out = split_methods(runs, methods)
     print(f"report: {summary_line(runs)}", file=sys.stderr)
+    kept_line = methods_line(methods, left_out) if methods else ""
+    if kept_line:
+        print(f"report: --methods {kept_line}", file=sys.stderr)
     problems = mixed_config_problems(runs)
     if problems and not args.allow_mixed:
         print(
@@ -95,7 +121,13 @@ def report(args: argparse.Namespace) -> int:
         )
         return 2
     written = write_report(
-        runs, args.out, args.sweeps, args.speedups, mixed=problems, select_on=args.select_lr_on
+        runs,
+        args.out,
+        args.sweeps,
+        args.speedups,
+        mixed=problems,
+        select_on=args.select_lr_on,
+        methods=kept_line,
     )
     print(f"report: wrote {len(written)} files to {args.out}/ (see {written[0]})", file=sys.stderr)
     if args.wandb:

@@ -6,7 +6,8 @@ A run directory is one holding results.json or a Hydra `.hydra/` folder. Each be
 - missing: `.hydra/` but no results.json (not finished, or killed);
 - incomplete: results.json that is unreadable, has another status, or lacks what the report
   needs (identity keys, an evaluation or logits to recompute one).
-Nothing is dropped here: every directory found is returned and ends up in runs.csv.
+Nothing is dropped here: every directory found is returned and ends up in runs.csv, unless
+`split_methods` leaves out the runs of methods not asked for (`--methods`).
 
 Before runs are averaged, `mixed_config_problems` refuses those that differ in more than the swept
 learning rate and seed. Two levels are checked on completed runs:
@@ -244,6 +245,17 @@ def _collapsed(record: RunRecord, primary: dict) -> tuple[tuple[str, int], ...]:
             continue
         flags.update((split, int(e["layer"])) for e in evaluation.get("exits", []) if e.get("collapsed"))
     return tuple(sorted(flags))
+
+
+# ---- which methods to report ---------------------------------------------------------------------
+def split_methods(runs: Sequence[Run], methods: Sequence[str] | None) -> tuple[list[Run], list[Run]]:
+    """(kept, left out): the runs of `methods` (None: all) and those of other known methods. A run
+    whose method could not be read (neither results.json nor .hydra/config.yaml names it) is kept,
+    so a broken run is never hidden by the filter."""
+    if methods is None:
+        return list(runs), []
+    kept = [run for run in runs if run.method is None or run.method in methods]
+    return kept, [run for run in runs if run.method is not None and run.method not in methods]
 
 
 # ---- may these runs be averaged? ----------------------------------------------------------------

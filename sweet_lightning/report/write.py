@@ -23,10 +23,24 @@ def summary_line(runs: Sequence[Run]) -> str:
     return f"{len(runs)} runs: " + ", ".join(f"{counts[status]} {status}" for status in STATUSES)
 
 
+def methods_line(methods: Sequence[str], left_out: Sequence[Run]) -> str:
+    """What `--methods` kept and left out, e.g. "early_exit, sweet; 6 runs of 2 other methods left out
+    (cascade 3, two_stage 3)"."""
+    text = f"{', '.join(methods)}; "
+    if not left_out:
+        return text + "no run of another method found"
+    counts = Counter(str(run.method) for run in left_out)
+    others = ", ".join(f"{method} {n}" for method, n in sorted(counts.items()))
+    runs = "run" if len(left_out) == 1 else "runs"
+    kinds = "method" if len(counts) == 1 else "methods"
+    return text + f"{len(left_out)} {runs} of {len(counts)} other {kinds} left out ({others})"
+
+
 def write_report(runs: Sequence[Run], out: Path, sources: Sequence[Path], speedups: Sequence[float] | None = None,
-                 mixed: Sequence[str] = (), select_on: str = "calibration") -> list[Path]:
+                 mixed: Sequence[str] = (), select_on: str = "calibration", methods: str = "") -> list[Path]:
     """Write report.md, the CSV tables and curves_<model>.png and exits_<model>.png per model; return the paths.
-    `select_on`: the split whose AUC chooses each group's lr (aggregate.lr_search)."""
+    `select_on`: the split whose AUC chooses each group's lr (aggregate.lr_search); `methods`: the
+    `methods_line` of a `--methods` filter (runs holds the kept runs only), empty without one."""
     out.mkdir(parents=True, exist_ok=True)
     search = lr_search(runs, select_on)
     chosen = chosen_lrs(search)
@@ -52,6 +66,7 @@ def write_report(runs: Sequence[Run], out: Path, sources: Sequence[Path], speedu
         sources=sources, summary_line=summary_line(runs), runs=frames["runs.csv"],
         chosen_lr=frames["chosen_lr.csv"], table1=frames["table1_exits.csv"], points=frames["curve_points.csv"],
         auc=frames["auc.csv"], figures=figures, notes=notes, mixed=list(mixed), select_on=select_on,
+        methods=methods,
     )
     (out / "report.md").write_text(render(inputs))
     return [out / "report.md", *written, *figures]
@@ -84,6 +99,7 @@ class ReportInputs:
     notes: Sequence[str] = ()
     mixed: Sequence[str] = field(default_factory=list)  # problems overridden with --allow-mixed
     select_on: str = "calibration"  # the split whose AUC chose the lrs
+    methods: str = ""  # methods_line of a --methods filter; empty: every method found
 
 
 def fmt(value: float, digits: int = 1) -> str:
@@ -148,6 +164,8 @@ def render(inputs: ReportInputs) -> str:
     runs = inputs.runs
     lines = ["# SWEET reproduction report", "", inputs.summary_line, "",
              "Sweeps: " + ", ".join(f"`{p}`" for p in inputs.sources), ""]
+    if inputs.methods:  # a filtered report says so, or a reader would take it for the whole sweep
+        lines += [f"Methods (`--methods`): {inputs.methods}.", ""]
     if inputs.mixed:
         lines += ["> **Warning: mixed configurations averaged (`--allow-mixed`).**", ""]
         lines += [f"> - {problem}" for problem in inputs.mixed] + [""]
