@@ -1,5 +1,8 @@
-"""The committed reproduction (docs/reproduction/) is regenerated from its committed runs
-(results/cpu_repro/) and must come out identical: a table can never drift from its data."""
+"""The committed reports are regenerated from their committed runs and must come out identical: a
+table can never drift from its data.
+- docs/reproduction/: the paper's three methods over results/cpu_repro/ (issue 12);
+- docs/strategies/: every training strategy on the tasks of docs/strategies.md (issue 16); its runs
+  share the sweep folder, hence the reproduction's --methods filter."""
 
 import subprocess
 import sys
@@ -7,25 +10,29 @@ import sys
 import pytest
 from conftest import REPO
 
-RUNS = "results/cpu_repro"
-# the paper's three methods: issue 16's strategy runs share the sweep folder (docs/strategies/)
-METHODS = ("early_exit", "sweet", "cascade")
-COMMAND = f"python -m sweet_lightning.report {RUNS} --methods {' '.join(METHODS)} --out docs/reproduction/"
-COMMITTED = REPO / "docs" / "reproduction"
+REPORTS = {
+    "reproduction": (["results/cpu_repro"], ["--methods", "early_exit", "sweet", "cascade"]),
+    "strategies": (["results/cpu_repro/sst2", "results/cpu_repro/mrpc"], []),
+}
 TABLES = ("report.md", "runs.csv", "chosen_lr.csv", "lr_search.csv", "table1_exits.csv", "curve_points.csv",
           "auc.csv", "curve_grid.csv")
 
 
-@pytest.mark.skipif(not (REPO / RUNS).is_dir(), reason="no committed reproduction runs")
-def test_committed_reproduction_tables_are_regenerated_identically(tmp_path):
-    # the same command as docs/reproduction.md, from the repository root (report.md names its sources)
+@pytest.mark.parametrize("name", REPORTS)
+def test_committed_report_tables_are_regenerated_identically(name, tmp_path):
+    sweeps, options = REPORTS[name]
+    committed = REPO / "docs" / name
+    if not committed.is_dir() or not all((REPO / s).is_dir() for s in sweeps):
+        pytest.skip(f"docs/{name}/ or its runs are not committed")
+    # the same command as the doc's, from the repository root (report.md names its sources)
+    command = ["-m", "sweet_lightning.report", *sweeps, *options, "--out"]
     done = subprocess.run(
-        [sys.executable, "-m", "sweet_lightning.report", RUNS, "--methods", *METHODS, "--out", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
+        [sys.executable, *command, str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    for name in TABLES:
-        fresh, committed = (tmp_path / name).read_text(), (COMMITTED / name).read_text()
-        assert fresh == committed, (
-            f"docs/reproduction/{name} differs from what its runs give: regenerate it with {COMMAND}"
+    for table in TABLES:
+        fresh, kept = (tmp_path / table).read_text(), (committed / table).read_text()
+        assert fresh == kept, (
+            f"docs/{name}/{table} differs from what its runs give: regenerate it with "
+            f"python {' '.join(command)} docs/{name}/"
         )
