@@ -94,6 +94,8 @@ def restore(out: Path) -> bool:
             path.unlink(missing_ok=True)
             continue
         size, mtime_ns = noted
+        if path.stat().st_size < size:  # not appended to but rewritten: not ours to undo
+            continue
         with open(path, "r+b") as file:
             file.truncate(size)
         os.utime(path, ns=(mtime_ns, mtime_ns))
