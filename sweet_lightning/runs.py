@@ -7,6 +7,8 @@ train.write_results) or `"failed"` (written here). Re-launching a sweep into the
 - a completed run is skipped (its metric is returned, so sweepers still see it) unless `redo=true`;
 - a completed run of a *different* configuration (e.g. the job numbering shifted because the command
   changed) is never overwritten: the job fails with a message instead;
+- either way the run dir is left byte for byte as it was, `.hydra/` and `launch.log` included
+  (sweet_lightning.run_snapshot undoes what Hydra wrote there before the job started);
 - anything else runs, from `checkpoints/last.ckpt` when `resume=true`;
 - a run dir that another live process is writing is refused (sweet_lightning.runlock);
 - a run stopped by SIGTERM records `"status": "interrupted"` and exits non-zero.
@@ -31,6 +33,7 @@ from typing import Any
 from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf
 
+from sweet_lightning import run_snapshot
 from sweet_lightning.run_record import COMPLETED, FAILED, INTERRUPTED, RunRecord
 
 log = logging.getLogger(__name__)
@@ -283,9 +286,14 @@ def guarded_run(cfg: DictConfig, out: Path, train_fn: Callable[[DictConfig], flo
 def _run_locked(cfg: DictConfig, out: Path, train_fn: Callable[[DictConfig], float]) -> float:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    done = completed_value(cfg, out)
+    try:
+        done = completed_value(cfg, out)
+    except RunDirConflict:
+        run_snapshot.restore(out)  # the completed run there stays as it was, .hydra/ and log too
+        raise
     if done is not None:
         record_outcome(out, SKIPPED, "completed already")
+        run_snapshot.restore(out)  # Hydra rewrote .hydra/ and appended to the log before this job ran
         return done
     try:
         value = train_fn(cfg)

@@ -3,6 +3,7 @@ a subprocess (the real command line, launchers and all)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -60,3 +61,9 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     """Job dirs of a sweep, by job number."""
     dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and p.name.split("_", 1)[0].isdigit()]
     return sorted(dirs, key=lambda p: int(p.name.split("_", 1)[0]))
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (hidden ones included) and a hash of its bytes."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}

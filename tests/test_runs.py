@@ -1,13 +1,16 @@
 """Run bookkeeping (skip/redo/conflict, failure records), per-epoch seeds, DDP eval gather: no training."""
 
 import json
+import logging
+import os
 
 import pytest
 import torch
 from omegaconf import OmegaConf
+from sweep_utils import tree_digest
 from torch.utils.data import DistributedSampler
 
-from sweet_lightning import runs
+from sweet_lightning import run_snapshot, runs
 from sweet_lightning.methods.base import gather_rows
 from sweet_lightning.seeding import epoch_seed
 
@@ -21,6 +24,42 @@ def write(out, status, config, metrics=None):
     out.mkdir(parents=True, exist_ok=True)
     record = {"status": status, "config": OmegaConf.to_container(config), "metrics": metrics or {}}
     (out / "results.json").write_text(json.dumps(record))
+
+
+def test_snapshot_undoes_what_hydra_wrote_into_a_completed_run_dir(tmp_path, monkeypatch):
+    """What Hydra's run_job does in a job's dir before the job runs (new .hydra/ files, the job's log
+    opened for appending) is undone in a completed run dir by run_snapshot.restore, and what the job
+    logs afterwards stays out of it; the launch's end removes the snapshot."""
+    monkeypatch.setenv(run_snapshot.SNAPSHOT_ENV, "unset")  # monkeypatch unsets it again afterwards
+    sweep = tmp_path / "sweep"
+    done, failed = sweep / "0_done", sweep / "1_failed"
+    write(done, "completed", cfg())
+    write(failed, "failed", cfg())
+    (done / ".hydra").mkdir()
+    (done / ".hydra/config.yaml").write_text("seed: 1\n")
+    (done / "launch.log").write_text("trained\n")
+    os.utime(done / "launch.log", ns=(10**18, 10**18))
+    before = tree_digest(done)
+    callback = run_snapshot.KeepSkippedRunsIntact()
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}, "output_subdir": ".hydra"}})
+    callback.on_multirun_start(config)
+
+    (done / ".hydra/config.yaml").write_text("seed: 1\nkeep_checkpoints: false\n")
+    (done / ".hydra/hydra.yaml").write_text("hydra: {}\n")  # not there before
+    handler = logging.FileHandler(done / "launch.log")
+    logging.getLogger().addHandler(handler)
+    try:
+        logging.getLogger("job").warning("skipping: completed already")
+        assert run_snapshot.restore(done) and not run_snapshot.restore(failed)
+        logging.getLogger("job").warning("after the restore")
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    assert tree_digest(done) == before
+    assert (done / "launch.log").stat().st_mtime_ns == 10**18
+
+    callback.on_multirun_end(config)
+    assert not (sweep / ".snapshots").exists() and run_snapshot.SNAPSHOT_ENV not in os.environ
 
 
 def test_fresh_dir_runs(tmp_path):

@@ -10,7 +10,7 @@ import sqlite3
 
 import numpy as np
 import pytest
-from sweep_utils import TINY, job_dirs, launch, results, run_in_process
+from sweep_utils import TINY, job_dirs, launch, results, run_in_process, tree_digest
 
 from sweet_lightning.data import read_glue_tsv
 
@@ -77,7 +77,10 @@ def test_last_checkpoint_is_every_epoch_end_even_when_the_metric_does_not_improv
 
     def worsening(self, trainer, module, report):  # the hold-out's AUC drops every epoch of the fit
         if trainer.state.fn == "fit" and "calibration" in report:
-            report = {**report, "calibration": {**report["calibration"], "auc": 0.9 - 0.1 * trainer.current_epoch}}
+            report = {
+                **report,
+                "calibration": {**report["calibration"], "auc": 0.9 - 0.1 * trainer.current_epoch},
+            }
         real(self, trainer, module, report)
 
     monkeypatch.setattr(AdaptiveEvaluation, "log_epoch", worsening)
@@ -139,13 +142,19 @@ def test_multirun_survives_a_failing_job_and_skips_completed_ones(glue_path, tmp
     statuses = [results(j)["status"] for j in jobs]
     completed = [j for j in jobs if results(j)["status"] == "completed"]
     done = {j: (j / "results.json").stat().st_mtime_ns for j in completed}
+    files = {j: tree_digest(j) for j in completed}
+    assert all(".hydra/config.yaml" in f and "launch.log" in f for f in files.values())
 
+    # sweep_fail_exit is no part of a run's identity, so the completed runs are skipped; Hydra writes
+    # the new command into .hydra/ and logs into launch.log before the job starts: both are undone
     second = launch([*args, "sweep_fail_exit=false"], tmp_path)  # the switch: failed jobs, exit 0
     assert second.returncode == 0, second.stderr[-3000:]
     out = second.stdout + second.stderr
     assert out.count("completed already") == 2 and "this launch: 2 skipped, 2 failed" in out
     assert all((j / "results.json").stat().st_mtime_ns == t for j, t in done.items())
+    assert {j: tree_digest(j) for j in completed} == files
     assert [results(j)["status"] for j in job_dirs(sweep)] == statuses
+    assert not (sweep / ".snapshots").exists()  # the launch removed its snapshot
 
     # another train_size: the completed runs in jobs 0 and 2 are of another configuration
     third = launch([*args[:-2], "train_size=48,-1", f"hydra.sweep.dir={sweep}"], tmp_path)
@@ -154,12 +163,30 @@ def test_multirun_survives_a_failing_job_and_skips_completed_ones(glue_path, tmp
     assert re.search(r"this launch: (.*)", out).group(1) == "2 refused, 2 failed"
     assert out.count("refused job:") == 2 and re.search(r"differs in: [^)]*\btrain_size\b", out)
     assert all((j / "results.json").stat().st_mtime_ns == t for j, t in done.items())
+    assert {j: tree_digest(j) for j in completed} == files  # nor the refused command's config
 
 
 def test_single_run_failure_is_recorded_and_exits_nonzero(glue_path, tmp_path):
     proc = launch([*TINY, "callbacks=none", "train_size=-1", f"run_dir={tmp_path / 'run'}"], tmp_path)
     assert proc.returncode != 0
     assert results(tmp_path / "run")["status"] == "failed"
+
+
+def test_single_run_skipped_on_relaunch_leaves_its_dir_byte_identical(glue_path, tmp_path):
+    """A single run re-launched into its completed run dir with a key that is no part of the run's
+    identity (keep_checkpoints) is skipped, and every file there, .hydra/ and launch.log included,
+    keeps its bytes; the console still says why nothing ran."""
+    run = tmp_path / "run"
+    args = [*TINY, "callbacks=none", f"run_dir={run}"]
+    first = launch(args, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = tree_digest(run)
+    assert {".hydra/config.yaml", ".hydra/overrides.yaml", "launch.log"} <= set(before)
+
+    second = launch([*args, "keep_checkpoints=false"], tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "completed already" in second.stdout + second.stderr
+    assert tree_digest(run) == before
 
 
 @pytest.mark.slow

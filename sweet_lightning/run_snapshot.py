@@ -1,0 +1,187 @@
+"""A completed run dir that a re-launch skips (or refuses) is left byte for byte as it was.
+
+Hydra's `run_job` writes `<run dir>/.hydra/{config,hydra,overrides}.yaml` and opens the job's log,
+`<run dir>/launch.log` (appended to), before any callback's `on_job_start` and before the task
+function; only then does sweet_lightning.runs find the run completed already. Without this module a
+re-launch would leave the new command's config beside results computed with the old one, and the
+committed run dirs (results/) would change at every re-launch.
+
+So the Hydra callback `KeepSkippedRunsIntact`, before any job starts, copies the `.hydra/` folder and
+notes the length of every `*.log` of each completed run dir under the sweep dir (for a single run:
+its run dir). A job that skips its run dir, or refuses one holding a completed run of another
+configuration, calls `restore` from inside the task function: it takes the job's log file off the
+loggers (what the job logs next goes to the console only), cuts that file back to its noted length
+and puts the saved `.hydra/` back. Runs that train never read the snapshot.
+
+Under submitit the jobs are other processes, perhaps on other nodes: the snapshot is a folder in the
+sweep dir, `<sweep dir>/.snapshots/<launch>/` (the filesystem is shared; gitignored), named to the
+jobs by the environment variable SNAPSHOT_ENV, which they inherit. A single run's goes to the
+temporary directory. The launch removes it when it ends.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback as HydraCallback
+from omegaconf import DictConfig
+
+from sweet_lightning.run_record import RESULTS_FILE, RunRecord
+
+SNAPSHOT_ENV = "SWEET_SKIP_SNAPSHOT"  # the folder of this launch's snapshot
+SNAPSHOTS = ".snapshots"  # in the sweep dir
+MANIFEST = "manifest.json"
+
+
+def completed_run_dirs(root: Path) -> list[Path]:
+    """The run dirs at or under `root` that hold a completed run (those a job may skip)."""
+    found = sorted(results.parent for results in root.rglob(RESULTS_FILE)) if root.is_dir() else []
+    return [run_dir for run_dir in found if _completed(run_dir)]
+
+
+def _completed(run_dir: Path) -> bool:
+    record = RunRecord.read(run_dir)
+    return record is not None and record.completed
+
+
+def _entry(folder: Path, run_dir: Path) -> Path:
+    # by the resolved path: the launcher and its jobs may name the run dir from different cwds
+    return folder / hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:24]
+
+
+def take(run_dirs: Iterable[Path], folder: Path, config_subdir: str | None) -> None:
+    """Save into `folder` what Hydra rewrites in each of `run_dirs` when it starts a job there."""
+    for run_dir in run_dirs:
+        entry = _entry(folder, run_dir)
+        entry.mkdir(parents=True, exist_ok=True)
+        logs = {str(p.relative_to(run_dir)): _size_and_mtime(p) for p in run_dir.rglob("*.log")}
+        saved = config_subdir is not None and (run_dir / config_subdir).is_dir()
+        if saved:  # copy2 keeps the modification times too
+            shutil.copytree(run_dir / config_subdir, entry / "config")
+        manifest = {"run_dir": str(run_dir), "logs": logs, "config_subdir": config_subdir, "saved": saved}
+        (entry / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _size_and_mtime(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def restore(out: Path) -> bool:
+    """Put back what this launch's Hydra changed in the run dir `out`, as the snapshot saved it.
+
+    Call it from the job, once its run is known to be left alone (skipped, or refused for holding a
+    completed run of another configuration). False when there is no snapshot of `out` (not launched
+    by launch.py, or the run completed after this launch began): then nothing is changed.
+    """
+    folder = os.environ.get(SNAPSHOT_ENV)
+    entry = _entry(Path(folder), out) if folder else None
+    if entry is None or not (entry / MANIFEST).is_file():
+        return False
+    manifest = json.loads((entry / MANIFEST).read_text())
+    for path in _detach_file_handlers(out):
+        noted = manifest["logs"].get(str(path.relative_to(out.resolve())))
+        if noted is None:  # the log file did not exist before this launch: Hydra's handler made it
+            path.unlink(missing_ok=True)
+            continue
+        size, mtime_ns = noted
+        if path.stat().st_size < size:  # not appended to but rewritten: not ours to undo
+            continue
+        with open(path, "r+b") as file:
+            file.truncate(size)
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+    if manifest["config_subdir"] is not None:
+        _restore_folder(entry / "config" if manifest["saved"] else None, out / manifest["config_subdir"])
+    return True
+
+
+def _detach_file_handlers(out: Path) -> list[Path]:
+    """Take the log handlers that write into `out` off every logger and close them; their files.
+
+    Taken off, not only closed: a closed FileHandler that still gets a record opens its file again.
+    """
+    root = out.resolve()
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    files = set()
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.FileHandler):
+                path = Path(handler.baseFilename).resolve()
+                if root in path.parents:
+                    logger.removeHandler(handler)
+                    handler.close()
+                    files.add(path)
+    return sorted(files)
+
+
+def _restore_folder(saved: Path | None, target: Path) -> None:
+    if saved is None:  # the run dir had no such folder: this launch made it
+        shutil.rmtree(target, ignore_errors=True)
+        return
+    keep = {p.relative_to(saved) for p in saved.rglob("*")}
+    for path in sorted(target.rglob("*"), reverse=True) if target.is_dir() else ():
+        if path.relative_to(target) in keep:
+            continue
+        if path.is_dir():  # written by this launch only
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    shutil.copytree(saved, target, dirs_exist_ok=True)
+
+
+def _drop(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    if folder.parent.name == SNAPSHOTS:  # the sweep's .snapshots/, once no launch uses it
+        try:
+            folder.parent.rmdir()
+        except OSError:
+            pass
+
+
+class KeepSkippedRunsIntact(HydraCallback):
+    """Hydra callback: snapshot the completed run dirs before any job starts (see the module doc);
+    remove the snapshot when the launch ends, or, should it end with an error, when the process exits."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir = Path(config.hydra.run.dir)
+        self._start([run_dir] if _completed(run_dir) else [], None, config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        self._start(completed_run_dirs(sweep), sweep / SNAPSHOTS, config)
+
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._end()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._end()
+
+    def _start(self, run_dirs: list[Path], parent: Path | None, config: DictConfig) -> None:
+        self.folder = None
+        # only this launch's snapshot (a DDP rank's process inherits its launcher's environment)
+        os.environ.pop(SNAPSHOT_ENV, None)
+        if not run_dirs:
+            return
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        self.folder = Path(tempfile.mkdtemp(prefix="launch-", dir=parent))
+        take(run_dirs, self.folder, config.hydra.output_subdir)
+        os.environ[SNAPSHOT_ENV] = str(self.folder.resolve())
+        atexit.register(_drop, self.folder)
+
+    def _end(self) -> None:
+        os.environ.pop(SNAPSHOT_ENV, None)
+        if getattr(self, "folder", None) is not None:
+            _drop(self.folder)
+            atexit.unregister(_drop)
