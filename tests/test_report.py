@@ -369,3 +369,22 @@ def test_methods_filter_names_what_was_found(sweep: Path, tmp_path: Path, capsys
     assert rc == 2 and not (out / "report.md").exists()
     found = "methods found: early_exit, sweet"
     assert err[-1] == f"report: --methods cascade two_stage: no run of these methods; {found}"
+
+
+def test_every_method_of_a_figure_has_its_own_colour():
+    from sweet_lightning.report.figures import COLORS, draw_model_exits
+
+    methods = ["early_exit", "sweet", "cascade", "alternating", "two_stage", "weighted_early_exit"]
+    table1 = pd.DataFrame([
+        {"model": "m", "task": task, "method": method, "layer": layer, "mean": 50.0 + i, "std": 1.0}
+        for i, method in enumerate(methods) for task in ("sst2", "average") for layer in (1, 2)
+    ])
+    fig = draw_model_exits(table1, "m")
+    for ax in fig.axes:
+        colours = {line.get_label(): line.get_color() for line in ax.lines if not line.get_label().startswith("_")}
+        # errorbar draws its data line unlabelled: read the colours from the containers instead
+        colours = colours or {c.get_label(): c.lines[0].get_color() for c in ax.containers}
+        assert len(colours) == len(methods) and len(set(colours.values())) == len(methods)
+        assert colours["Early-Exit"] == COLORS["early_exit"] and colours["SWEET"] == COLORS["sweet"]
+    # more methods than the paper's three: one figure legend beside the panels, none inside them
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)

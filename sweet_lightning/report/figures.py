@@ -20,23 +20,35 @@ from .aggregate import AVERAGE
 from .tables import METHOD_NAMES, method_order, task_order
 
 COLORS = {"early_exit": "tab:blue", "cascade": "tab:orange", "sweet": "tab:green"}
+# other methods (docs/strategies.md): the rest of tab10 in name order, dashed, so that no two methods
+# of one figure share a colour and the paper's three stand out
+OTHER_COLORS = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
 MAX_COLUMNS = 4
+
+
+def method_styles(methods) -> dict[str, dict]:
+    """Line colour and style per method: the paper's three keep theirs in every figure."""
+    others = sorted(set(methods) - set(COLORS))
+    styles = {m: {"color": c, "linestyle": "-"} for m, c in COLORS.items()}
+    for i, method in enumerate(others):
+        styles[method] = {"color": OTHER_COLORS[i % len(OTHER_COLORS)], "linestyle": "--"}
+    return styles
 
 
 def draw_model_curves(grid: pd.DataFrame, points: pd.DataFrame, model: str, fig: Figure | None = None) -> Figure:
     """Draw one model's curves (curve_grid.csv and curve_points.csv rows) into fig, or a new Figure."""
     points = points[points["model"] == model]
 
-    def draw(ax, task: str, method: str, line: pd.DataFrame) -> None:
+    def draw(ax, task: str, method: str, line: pd.DataFrame, style: dict) -> None:
         line = line.sort_values("speedup")
         line = line[line["mean"].notna()]
         if line.empty:
             return
-        drawn = ax.plot(line["speedup"], line["mean"], color=COLORS.get(method), label=METHOD_NAMES.get(method, method))
-        ax.fill_between(line["speedup"], line["ci_low"], line["ci_high"], color=drawn[0].get_color(),
-                        alpha=0.2, linewidth=0)
+        ax.plot(line["speedup"], line["mean"], **style, label=METHOD_NAMES.get(method, method))
+        ax.fill_between(line["speedup"], line["ci_low"], line["ci_high"], color=style["color"], alpha=0.2,
+                        linewidth=0)
         marks = points[(points["task"] == task) & (points["method"] == method)]
-        ax.plot(marks["speedup"], marks["mean"], "o", color=drawn[0].get_color(), markersize=3)
+        ax.plot(marks["speedup"], marks["mean"], "o", color=style["color"], markersize=3)
 
     return _per_task(grid, model, fig, draw, "speedup ratio", "speed-accuracy (mean over seeds, 95% CI)")
 
@@ -46,12 +58,12 @@ def draw_model_exits(table1: pd.DataFrame, model: str, fig: Figure | None = None
     mean over seeds with ± std bars, as the paper's Table 1 compares the methods exit by exit."""
     table1 = table1[table1["model"] == model]
 
-    def draw(ax, task: str, method: str, rows: pd.DataFrame) -> None:
+    def draw(ax, task: str, method: str, rows: pd.DataFrame, style: dict) -> None:
         if rows.empty:
             return
         rows = rows.sort_values("layer")
         ax.errorbar(rows["layer"], rows["mean"], yerr=rows["std"].fillna(0.0), marker="o", markersize=4,
-                    capsize=3, color=COLORS.get(method), label=METHOD_NAMES.get(method, method))
+                    capsize=3, **style, label=METHOD_NAMES.get(method, method))
         ax.set_xticks(sorted(set(table1.loc[table1["task"] == task, "layer"].astype(int))))
 
     return _per_task(table1, model, fig, draw, "exit layer", "individual exits (mean ± std over seeds)")
@@ -60,7 +72,8 @@ def draw_model_exits(table1: pd.DataFrame, model: str, fig: Figure | None = None
 def _per_task(table: pd.DataFrame, model: str, fig: Figure | None, draw: Callable, xlabel: str,
               title: str) -> Figure:
     """One panel per task of the model (paper order, the average over tasks last), `draw(ax, task,
-    method, rows)` for each method's rows there. A bare Figure needs no pyplot backend; the notebook
+    method, rows, style)` for each method's rows there. Beyond the paper's three methods the legend
+    moves to the right of the panels, where it hides no line. A bare Figure needs no pyplot backend; the notebook
     passes its own pyplot figure instead."""
     table = table[table["model"] == model]
     tasks = task_order(list(table["task"].unique()))
@@ -69,18 +82,30 @@ def _per_task(table: pd.DataFrame, model: str, fig: Figure | None, draw: Callabl
     fig = fig if fig is not None else Figure()
     fig.set_size_inches(4.2 * ncols, 3.4 * nrows)
     methods = method_order(list(table["method"].unique()))
+    styles = method_styles(methods)
+    outside = len(methods) > len(COLORS)
+    if outside:
+        fig.set_size_inches(4.2 * ncols + 2.0, 3.4 * nrows)
     for i, task in enumerate(tasks):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         for method in methods:
-            draw(ax, task, method, table[(table["task"] == task) & (table["method"] == method)])
+            draw(ax, task, method, table[(table["task"] == task) & (table["method"] == method)], styles[method])
         ax.set_title("average over tasks" if task == AVERAGE else task)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("score (x100)")
         ax.grid(alpha=0.3)
-        if i == 0:
+        if i == 0 and not outside:
             ax.legend(fontsize="small")
     fig.suptitle(f"{model}: {title}")
-    fig.tight_layout()
+    if outside:
+        legend = {}  # label -> handle, over every panel (a method may miss a task)
+        for ax in fig.axes:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                legend.setdefault(label, handle)
+        fig.legend(list(legend.values()), list(legend), loc="center right", fontsize="small")
+        fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_size_inches()[0], 1))
+    else:
+        fig.tight_layout()
     return fig
 
 
