@@ -388,3 +388,8 @@ def test_every_method_of_a_figure_has_its_own_colour():
         assert colours["Early-Exit"] == COLORS["early_exit"] and colours["SWEET"] == COLORS["sweet"]
     # more methods than the paper's three: one figure legend beside the panels, none inside them
     assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
+
+
+def test_title_heads_report_md(sweep: Path, tmp_path: Path):
+    rc, out = run_report(tmp_path, str(sweep), "--title", "Early-exit training strategies")
+    assert rc == 0 and (out / "report.md").read_text().splitlines()[0] == "# Early-exit training strategies"

@@ -4,6 +4,7 @@ table can never drift from its data.
 - docs/strategies/: every training strategy on the tasks of docs/strategies.md (issue 16); its runs
   share the sweep folder, hence the reproduction's --methods filter."""
 
+import shlex
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from conftest import REPO
 
 REPORTS = {
     "reproduction": (["results/cpu_repro"], ["--methods", "early_exit", "sweet", "cascade"]),
-    "strategies": (["results/cpu_repro/sst2", "results/cpu_repro/mrpc"], []),
+    "strategies": (["results/cpu_repro/sst2", "results/cpu_repro/mrpc"], ["--title", "Early-exit training strategies"]),
 }
 TABLES = ("report.md", "runs.csv", "chosen_lr.csv", "lr_search.csv", "table1_exits.csv", "curve_points.csv",
           "auc.csv", "curve_grid.csv")
@@ -34,5 +35,5 @@ def test_committed_report_tables_are_regenerated_identically(name, tmp_path):
         fresh, kept = (tmp_path / table).read_text(), (committed / table).read_text()
         assert fresh == kept, (
             f"docs/{name}/{table} differs from what its runs give: regenerate it with "
-            f"python {' '.join(command)} docs/{name}/"
+            f"python {' '.join(map(shlex.quote, command))} docs/{name}/"
         )

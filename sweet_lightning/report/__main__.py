@@ -19,13 +19,14 @@ from sweet_lightning import cli
 
 from .aggregate import SELECT_ON, unselectable
 from .collect import find_run_dirs, load_run, mixed_config_problems, split_methods
-from .write import methods_line, summary_line, write_report
+from .write import DEFAULT_TITLE, methods_line, summary_line, write_report
 
 
 def build_parser() -> cli.Parser:
     p = cli.parser("python -m sweet_lightning.report", __doc__)
     cli.add_run_dirs(p, "sweeps", nargs="+", help="sweep (Hydra multirun) or run directories")
     p.add_argument("--out", type=Path, default=Path("report"), metavar="DIR", help="output directory")
+    p.add_argument("--title", default=DEFAULT_TITLE, help="report.md's heading")
     p.add_argument(
         "--methods",
         nargs="+",
@@ -128,6 +129,7 @@ def report(args: argparse.Namespace) -> int:
         mixed=problems,
         select_on=args.select_lr_on,
         methods=kept_line,
+        title=args.title,
     )
     print(f"report: wrote {len(written)} files to {args.out}/ (see {written[0]})", file=sys.stderr)
     if args.wandb:

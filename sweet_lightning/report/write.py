@@ -17,6 +17,8 @@ from .collect import STATUSES, Run
 from .figures import write_figures
 from .tables import METHOD_LABELS, METHOD_NAMES, method_order, speedup_label, task_order
 
+DEFAULT_TITLE = "SWEET reproduction report"
+
 
 def summary_line(runs: Sequence[Run]) -> str:
     counts = Counter(run.status for run in runs)
@@ -37,10 +39,12 @@ def methods_line(methods: Sequence[str], left_out: Sequence[Run]) -> str:
 
 
 def write_report(runs: Sequence[Run], out: Path, sources: Sequence[Path], speedups: Sequence[float] | None = None,
-                 mixed: Sequence[str] = (), select_on: str = "calibration", methods: str = "") -> list[Path]:
+                 mixed: Sequence[str] = (), select_on: str = "calibration", methods: str = "",
+                 title: str = DEFAULT_TITLE) -> list[Path]:
     """Write report.md, the CSV tables and curves_<model>.png and exits_<model>.png per model; return the paths.
     `select_on`: the split whose AUC chooses each group's lr (aggregate.lr_search); `methods`: the
-    `methods_line` of a `--methods` filter (runs holds the kept runs only), empty without one."""
+    `methods_line` of a `--methods` filter (runs holds the kept runs only), empty without one;
+    `title`: report.md's heading."""
     out.mkdir(parents=True, exist_ok=True)
     search = lr_search(runs, select_on)
     chosen = chosen_lrs(search)
@@ -65,7 +69,7 @@ def write_report(runs: Sequence[Run], out: Path, sources: Sequence[Path], speedu
     inputs = ReportInputs(
         sources=sources, summary_line=summary_line(runs), runs=frames["runs.csv"],
         chosen_lr=frames["chosen_lr.csv"], table1=frames["table1_exits.csv"], points=frames["curve_points.csv"],
-        auc=frames["auc.csv"], figures=figures, notes=notes, mixed=list(mixed), select_on=select_on,
+        auc=frames["auc.csv"], figures=figures, notes=notes, mixed=list(mixed), select_on=select_on, title=title,
         methods=methods,
     )
     (out / "report.md").write_text(render(inputs))
@@ -100,6 +104,7 @@ class ReportInputs:
     mixed: Sequence[str] = field(default_factory=list)  # problems overridden with --allow-mixed
     select_on: str = "calibration"  # the split whose AUC chose the lrs
     methods: str = ""  # methods_line of a --methods filter; empty: every method found
+    title: str = DEFAULT_TITLE
 
 
 def fmt(value: float, digits: int = 1) -> str:
@@ -162,7 +167,7 @@ def _curve_section(points: pd.DataFrame, auc: pd.DataFrame, model: str) -> list[
 
 def render(inputs: ReportInputs) -> str:
     runs = inputs.runs
-    lines = ["# SWEET reproduction report", "", inputs.summary_line, "",
+    lines = [f"# {inputs.title}", "", inputs.summary_line, "",
              "Sweeps: " + ", ".join(f"`{p}`" for p in inputs.sources), ""]
     if inputs.methods:  # a filtered report says so, or a reader would take it for the whole sweep
         lines += [f"Methods (`--methods`): {inputs.methods}.", ""]
