@@ -9,7 +9,7 @@ import time
 
 import pytest
 from conftest import REPO
-from sweep_utils import TINY, job_dirs, launch, results
+from sweep_utils import TINY, job_dirs, launch, results, tree_digest
 
 pytestmark = pytest.mark.slurm
 
@@ -49,6 +49,16 @@ def test_sweep_runs_as_a_slurm_array_job(slurm_cluster, glue_path, tmp_path):
     assert "#SBATCH --array=0-1" in script.read_text()
     logs = "".join(p.read_text() for p in sweep.glob(".submitit/*_*/*_log.out"))
     assert logs.count("run finished") == 1
+    # re-launched: the completed job is skipped inside its Slurm job, and its dir stays byte for byte
+    # as it was (.hydra/, launch.log: sweet_lightning.run_snapshot, reached through the environment)
+    done_dir = job_dirs(sweep)[0]
+    before = tree_digest(done_dir)
+    again = launch([*args, f"hydra.sweep.dir={sweep}"], tmp_path, timeout=300)
+    assert "completed already" in again.stdout + again.stderr + "".join(
+        p.read_text() for p in sweep.glob(".submitit/*_*/*_log.*")
+    )
+    assert tree_digest(done_dir) == before
+    assert not (sweep / ".snapshots").exists()
 
 
 @pytest.mark.slow  # Slurm holds a requeued job for about two minutes before it starts again
