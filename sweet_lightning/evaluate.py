@@ -118,7 +118,7 @@ def evaluate_many(roots: list[Path], opts: dict, disable: bool | None = None) ->
     """Re-evaluate every run dir under `roots`; a run that cannot be evaluated is listed, not fatal."""
     from tqdm import tqdm
 
-    from sweet_lightning.report.collect import find_run_dirs
+    from sweet_lightning.run_record import find_run_dirs
 
     build_evaluation(opts, opts.get("calibration", "train_holdout"))  # bad settings fail before the loop
     run_dirs = [d for d in find_run_dirs(roots) if (d / "results.json").exists()]

@@ -15,7 +15,9 @@ No Lightning import here: the report reads records without it.
 from __future__ import annotations
 
 import json
+import os
 import zipfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -196,3 +198,17 @@ def load_logits(run_dir: Path, split: str) -> dict[str, np.ndarray]:
         raise ValueError(
             f"{path} is not a readable logits file ({type(err).__name__}); re-run training."
         ) from err
+
+
+def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
+    """Every run directory under the roots (a root may itself be one), sorted, without repeats."""
+    found: set[Path] = set()
+    for root in roots:
+        for current, dirs, files in os.walk(root):
+            here = Path(current)
+            if RESULTS_FILE in files or ".hydra" in dirs:
+                found.add(here.resolve())
+                dirs.clear()  # checkpoints and logger folders below a run are not runs
+            else:
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    return sorted(found)

@@ -35,7 +35,7 @@ from typing import Any
 from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig
 
-from sweet_lightning.run_record import RESULTS_FILE, RunRecord
+from sweet_lightning.run_record import RunRecord, find_run_dirs
 
 SNAPSHOT_ENV = "SWEET_SKIP_SNAPSHOT"  # the folder of this launch's snapshot
 SNAPSHOTS = ".snapshots"  # in the sweep dir
@@ -44,7 +44,7 @@ MANIFEST = "manifest.json"
 
 def completed_run_dirs(root: Path) -> list[Path]:
     """The run dirs at or under `root` that hold a completed run (those a job may skip)."""
-    found = sorted(results.parent for results in root.rglob(RESULTS_FILE)) if root.is_dir() else []
+    found = find_run_dirs([root]) if root.is_dir() else []
     return [run_dir for run_dir in found if _completed(run_dir)]
 
 

@@ -7,8 +7,10 @@ The steps, a module each: `collect` (find and load runs, refuse mixed configurat
 report directory, with `figures`); `__main__` is the command.
 """
 
+from sweet_lightning.run_record import find_run_dirs
+
 from .aggregate import Summary, summarize, t_critical
-from .collect import Run, find_run_dirs, load_run, mixed_config_problems
+from .collect import Run, load_run, mixed_config_problems
 from .write import write_report
 
 __all__ = ["Run", "Summary", "find_run_dirs", "load_run", "mixed_config_problems", "summarize", "t_critical",

@@ -16,9 +16,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from sweet_lightning import cli
+from sweet_lightning.run_record import find_run_dirs
 
 from .aggregate import SELECT_ON, unselectable
-from .collect import find_run_dirs, load_run, mixed_config_problems, split_methods
+from .collect import load_run, mixed_config_problems, split_methods
 from .write import DEFAULT_TITLE, methods_line, summary_line, write_report
 
 

@@ -1,6 +1,6 @@
 """Find run directories under sweep folders, load their results.json and classify them.
 
-A run directory is one holding results.json or a Hydra `.hydra/` folder. Each becomes a Run:
+A run directory is one holding results.json or a Hydra `.hydra/` folder (run_record.find_run_dirs). Each becomes a Run:
 - completed: results.json with status "completed" (or none) and a usable evaluation;
 - failed: status "failed" (its error is kept);
 - missing: `.hydra/` but no results.json (not finished, or killed);
@@ -22,9 +22,8 @@ A (method, model, task, lr, seed) that completed twice is refused too: it would 
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,20 +78,6 @@ class Run:
     @property
     def group(self) -> tuple[str, str, str]:
         return (str(self.method), str(self.model), str(self.task))
-
-
-def find_run_dirs(roots: Iterable[Path]) -> list[Path]:
-    """Every run directory under the roots (a root may itself be one), sorted, without repeats."""
-    found: set[Path] = set()
-    for root in roots:
-        for current, dirs, files in os.walk(root):
-            here = Path(current)
-            if RESULTS_FILE in files or ".hydra" in dirs:
-                found.add(here.resolve())
-                dirs.clear()  # checkpoints and logger folders below a run are not runs
-            else:
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-    return sorted(found)
 
 
 def dig(tree: object, dotted: str) -> object:
