@@ -76,7 +76,9 @@ def _train(cfg: DictConfig) -> float:
         # a study that keeps only its logits (experiment=cpu_repro): ~0.3-1 GB of weights per run
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         weights = None
-    record = write_results(cfg, module, datamodule, evaluation, out, train_time, weights, selection)
+    # the device it trained on: Lightning's teardown has already moved the module back to the CPU
+    device = str(trainer.strategy.root_device)
+    record = write_results(cfg, module, datamodule, evaluation, out, train_time, weights, selection, device)
     value = record.metrics.get(cfg.get("optimized_metric"))
     finish_run(trainer, record, out)
     return float(value) if value is not None else float("nan")
@@ -156,7 +158,15 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
 
 
 def write_results(
-    cfg, module, datamodule, evaluation, out: Path, train_time: float, ckpt: str | None, selection: dict
+    cfg,
+    module,
+    datamodule,
+    evaluation,
+    out: Path,
+    train_time: float,
+    ckpt: str | None,
+    selection: dict,
+    device: str | None = None,
 ) -> RunRecord:
     """Save the final validation's logits and results.json (fields documented in README, "Outputs"):
     both as the evaluation callback holds them, nothing is evaluated again."""
@@ -208,7 +218,7 @@ def write_results(
         environment={
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
-            "device": str(module.device),
+            "device": device or str(module.device),
         },
         train_time_s=round(train_time, 2),
         checkpoint=ckpt,
