@@ -45,7 +45,9 @@ def build_parser() -> cli.Parser:
     p.add_argument("--repeat", type=cli.count(1), default=2, help="rounds; each runs both sides once")
     p.add_argument("--steps", type=cli.count(1), default=4, help="timed steps per contender and child")
     p.add_argument("--threads", type=cli.count(1), default=2, metavar="N", help="torch threads of each child")
-    p.add_argument("--extra", default="", help="more train_step.py options for both sides, e.g. '--seq-len 64'")
+    p.add_argument(
+        "--extra", default="", help="more train_step.py options for both sides, e.g. '--seq-len 64'"
+    )
     return p
 
 

@@ -104,8 +104,11 @@ def evaluate_run(run_dir: Path, **opts) -> dict[str, dict]:
     outputs = record.saved_logits(run_dir)
     calibration = opts.get("calibration", (record.calibration or {}).get("source", "train_holdout"))
     if calibration == "train_holdout" and CALIBRATION_SPLIT not in outputs:
-        print(f"warning: {run_dir} has no {logits_file(CALIBRATION_SPLIT)}: temperatures are fitted on dev "
-              "(calibration=dev)", file=sys.stderr)
+        print(
+            f"warning: {run_dir} has no {logits_file(CALIBRATION_SPLIT)}: temperatures are fitted on dev "
+            "(calibration=dev)",
+            file=sys.stderr,
+        )
         calibration = "dev"
     evaluation = build_evaluation(opts, calibration)
     report = evaluation.evaluate(spec, outputs)
@@ -124,8 +127,10 @@ def evaluate_many(roots: list[Path], opts: dict, disable: bool | None = None) ->
     run_dirs = [d for d in find_run_dirs(roots) if (d / "results.json").exists()]
     if not run_dirs:
         where = ", ".join(map(str, roots))
-        raise FileNotFoundError(f"{where}: results.json not found, nor any run directory below: "
-                                "give run or sweep directories written by launch.py.")
+        raise FileNotFoundError(
+            f"{where}: results.json not found, nor any run directory below: "
+            "give run or sweep directories written by launch.py."
+        )
     lines, failed = [], 0
     # disable=None: no bar when stderr is not a terminal
     for run_dir in tqdm(run_dirs, desc="evaluate", unit="run", disable=disable):
@@ -138,8 +143,10 @@ def evaluate_many(roots: list[Path], opts: dict, disable: bool | None = None) ->
         aucs = ", ".join(f"{split} AUC={res['auc']:.4f}" for split, res in report.items())
         lines.append(f"{run_dir}: {aucs}")
     print("\n".join(lines))
-    print(f"evaluated {len(run_dirs) - failed} of {len(run_dirs)} runs "
-          f"(evaluation_{opts.get('exit_policy', 'confidence')}.json in each)")
+    print(
+        f"evaluated {len(run_dirs) - failed} of {len(run_dirs)} runs "
+        f"(evaluation_{opts.get('exit_policy', 'confidence')}.json in each)"
+    )
     return 0 if failed < len(run_dirs) else 1
 
 

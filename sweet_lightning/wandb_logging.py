@@ -112,7 +112,9 @@ def log_final(loggers: Iterable, record: RunRecord, run_dir: Path) -> None:
             charts[f"{prefix}/speed_accuracy"] = curve_chart(
                 res["curve"], f"{name}: {res['metric']} vs speedup"
             )
-            charts[f"{prefix}/individual_scores"] = exit_chart(res["exits"], f"{name}: {res['metric']} per exit")
+            charts[f"{prefix}/individual_scores"] = exit_chart(
+                res["exits"], f"{name}: {res['metric']} per exit"
+            )
         run.log(charts)
         run.summary.update(summary_values(record))
         if getattr(logger, "log_artifacts", False):
@@ -141,7 +143,9 @@ def log_report(paths: Sequence[Path], sources: Sequence[Path], out: Path, mode: 
     group = sources[0].resolve().name if len(sources) == 1 else None
     config = {"sources": [str(s) for s in sources], "out": str(out)}
     with wandb.init(
-        project=os.environ.get("WANDB_PROJECT", PROJECT),  # where the training runs went (logger.wandb.project)
+        project=os.environ.get(
+            "WANDB_PROJECT", PROJECT
+        ),  # where the training runs went (logger.wandb.project)
         job_type="report",
         group=group,
         name=f"report-{group or 'sweeps'}",

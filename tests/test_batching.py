@@ -132,7 +132,10 @@ def test_sorted_evaluation_gives_the_unsorted_logits_row_for_row(glue_path, tmp_
         datamodule = build_datamodule(cfg)
         evaluation = build_evaluation(cfg)  # what names the outputs by split and keeps them
         trainer = L.Trainer(
-            accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
             callbacks=[evaluation],
         )
         trainer.validate(module, datamodule=datamodule, verbose=False)

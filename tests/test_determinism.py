@@ -85,6 +85,4 @@ def test_keeping_freed_memory_changes_no_number(glue_path, tmp_path):
         env = {"GLUE_DIR": str(glue_path)}
         proc = launch([*COMMAND, f"keep_freed_memory={keep}", f"run_dir={run}"], tmp_path, env=env)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    assert differences(*runs.values()) == [
-        "results.json config.keep_freed_memory: True vs False"
-    ]
+    assert differences(*runs.values()) == ["results.json config.keep_freed_memory: True vs False"]

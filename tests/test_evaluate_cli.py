@@ -18,9 +18,15 @@ def fake_run(tmp_path, with_calibration=True):
     np.savez(tmp_path / "logits_dev.npz", logits=logits, labels=labels)
     if with_calibration:
         np.savez(tmp_path / "logits_calibration.npz", logits=logits[:, :20], labels=labels[:20])
-    results = {"task": "rte", "exit_layers": [1, 2, 3, 6], "num_layers": 6, "cost_model": "early_exit",
-               "splits": {"dev": {"logits": "logits_dev.npz"}},
-               "calibration": {"source": "train_holdout"}, "status": "completed"}
+    results = {
+        "task": "rte",
+        "exit_layers": [1, 2, 3, 6],
+        "num_layers": 6,
+        "cost_model": "early_exit",
+        "splits": {"dev": {"logits": "logits_dev.npz"}},
+        "calibration": {"source": "train_holdout"},
+        "status": "completed",
+    }
     (tmp_path / "results.json").write_text(json.dumps(results))
     return logits, labels
 
@@ -31,8 +37,10 @@ def test_reevaluation_matches_direct_evaluation(tmp_path):
     assert (tmp_path / "evaluation_patience.json").exists()
     direct = AdaptiveEvaluation(policy="patience").evaluate(
         EvalSpec("rte", (1, 2, 3, 6), 6, "early_exit"),
-        {"dev": {"logits": logits, "labels": labels},
-         "calibration": {"logits": logits[:, :20], "labels": labels[:20]}},
+        {
+            "dev": {"logits": logits, "labels": labels},
+            "calibration": {"logits": logits[:, :20], "labels": labels[:20]},
+        },
     )
     assert report == json.loads(json.dumps(direct))
     assert report["dev"]["policy"] == "patience"
@@ -92,8 +100,11 @@ def test_collapse_warning_names_exit_method_seed_and_remedy(caplog):
     from sweet_lightning.evaluation.callback import warn_collapsed
 
     module = type("M", (), {"method": "sweet", "lr": 3e-5, "hparams": {"exit_pooling": "cls"}})()
-    evaluation = {"dev": {"exits": [{"exit": 1, "layer": 1, "collapsed": True},
-                                    {"exit": 2, "layer": 6, "collapsed": False}]}}
+    evaluation = {
+        "dev": {
+            "exits": [{"exit": 1, "layer": 1, "collapsed": True}, {"exit": 2, "layer": 6, "collapsed": False}]
+        }
+    }
     with caplog.at_level(logging.WARNING):
         flagged = warn_collapsed(module, evaluation, seed=3)
     assert flagged == [{"split": "dev", "exit": 1, "layer": 1}]

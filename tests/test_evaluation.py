@@ -159,8 +159,12 @@ def test_only_last_exit_answers_matches_the_rule() -> None:
     rng = np.random.default_rng(0)
     probs = softmax(rng.normal(size=(4, 300, 2)) * 6)
     scores = rng.uniform(size=(4, 300))
-    for name, never, inside in [("confidence", 1.0, 0.99), ("learned", 1.0, 0.99), ("entropy", 0.0, 0.01),
-                                ("patience", 4.0, 3.0)]:
+    for name, never, inside in [
+        ("confidence", 1.0, 0.99),
+        ("learned", 1.0, 0.99),
+        ("entropy", 0.0, 0.01),
+        ("patience", 4.0, 3.0),
+    ]:
         policy = get_policy(name)
         assert policy.only_last_exit_answers(never, 4) and not policy.only_last_exit_answers(inside, 4)
         assert not policy.may_exit(probs, never, scores)[:-1].any()
@@ -370,7 +374,13 @@ def test_evaluate_logits_is_json_and_complete() -> None:
     assert report["policy"] == "confidence" and report["temperature_source"] == "fitted"
     assert [e["layer"] for e in report["exits"]] == LAYERS
     assert set(report["exits"][0]) == {
-        "exit", "layer", "score", "accuracy", "f1", "collapsed", "temperature_at_bound"
+        "exit",
+        "layer",
+        "score",
+        "accuracy",
+        "f1",
+        "collapsed",
+        "temperature_at_bound",
     }
     assert len(report["curve"]) == 11
     speedups = [p["speedup"] for p in report["curve"]]
@@ -405,7 +415,10 @@ def test_evaluate_logits_unreachable_speedup_is_null() -> None:
         (lambda: speed_accuracy_curve(np.zeros((2, 3, 2)), np.zeros(3, int), LAYERS, 12), "2 exits"),
         (lambda: speed_accuracy_curve(np.zeros((2, 3, 2)), np.zeros(3, int), [6, 6], 12), "increasing"),
         (lambda: speed_accuracy_curve(np.zeros((2, 3, 2)), np.zeros(3, int), [6, 24], 12), "num_layers"),
-        (lambda: speed_accuracy_curve(np.zeros((2, 3, 2)), np.zeros(3, int), [6, 12], 12, "mm"), "cost_model"),
+        (
+            lambda: speed_accuracy_curve(np.zeros((2, 3, 2)), np.zeros(3, int), [6, 12], 12, "mm"),
+            "cost_model",
+        ),
         (lambda: get_metric("bleu"), "unknown metric"),
         (lambda: apply_temperatures(np.zeros((2, 3, 2)), [1.0, 0.0]), "> 0"),
     ],

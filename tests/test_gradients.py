@@ -307,8 +307,18 @@ def test_alignment_summary_groups_cells_by_the_layers_own_classifier():
     report = {
         "exit_layers": [1, 3, 6],
         "batches": [
-            {"layers": {"1": {"pairs": {"C1-C2": 0.1, "C1-C3": 0.3, "C2-C3": 0.8}}, "3": {"pairs": {"C2-C3": 0.2}}}},
-            {"layers": {"1": {"pairs": {"C1-C2": "no gradient", "C1-C3": -0.2, "C2-C3": 0.6}}, "3": {"pairs": {}}}},
+            {
+                "layers": {
+                    "1": {"pairs": {"C1-C2": 0.1, "C1-C3": 0.3, "C2-C3": 0.8}},
+                    "3": {"pairs": {"C2-C3": 0.2}},
+                }
+            },
+            {
+                "layers": {
+                    "1": {"pairs": {"C1-C2": "no gradient", "C1-C3": -0.2, "C2-C3": 0.6}},
+                    "3": {"pairs": {}},
+                }
+            },
         ],
     }
     summary = alignment_summary(report)

@@ -23,7 +23,10 @@ def test_padded_and_unpadded_copies_give_the_same_pooled_vector_through_the_mode
     ids = torch.randint(1000, 2000, (1, 6))
     short = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     long_ids = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], dim=1)
-    long = {"input_ids": long_ids, "attention_mask": torch.cat([torch.ones(1, 6), torch.zeros(1, 4)], 1).long()}
+    long = {
+        "input_ids": long_ids,
+        "attention_mask": torch.cat([torch.ones(1, 6), torch.zeros(1, 4)], 1).long(),
+    }
     with torch.no_grad():
         for a, b in zip(module(short), module(long), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
@@ -53,7 +56,9 @@ def test_learned_exit_scorers_train_and_stay_in_their_segment_under_sweet():
     start, end = module.net.segments()[2]
     for name, p in module.named_parameters():
         touched = p.grad is not None and bool(torch.count_nonzero(p.grad))
-        in_segment = any(f"encoder.layer.{i}." in name for i in range(start, end)) or name.startswith("net.heads.2.")
+        in_segment = any(f"encoder.layer.{i}." in name for i in range(start, end)) or name.startswith(
+            "net.heads.2."
+        )
         if touched:
             assert in_segment, name
     assert module.net.heads[2].exit_scorer.weight.grad.abs().sum() > 0

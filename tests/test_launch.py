@@ -9,16 +9,34 @@ import pytest
 
 from tests.conftest import REPO, compose
 
-TINY = ["model=tiny_bert", "task=glue/rte", "train_size=48", "calibration_size=32", "trainer.max_epochs=1",
-        "logger=csv", "batch_size=16"]
+TINY = [
+    "model=tiny_bert",
+    "task=glue/rte",
+    "train_size=48",
+    "calibration_size=32",
+    "trainer.max_epochs=1",
+    "logger=csv",
+    "batch_size=16",
+]
 
 
 def launch(args, glue_path, tmp_path=None, check=True):
-    env = {**os.environ, "GLUE_DIR": str(glue_path), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "WANDB_MODE": "offline"}
+    env = {
+        **os.environ,
+        "GLUE_DIR": str(glue_path),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+    }
     extra = [f"hydra.run.dir={tmp_path}"] if tmp_path is not None else []
-    proc = subprocess.run([sys.executable, "launch.py", *args, *extra], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "launch.py", *args, *extra],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -50,11 +68,16 @@ def test_same_seed_same_scores(glue_path, tmp_path):
 
     scores = []
     for run in ("a", "b"):
-        cfg = compose_run([*TINY, "method=sweet", "seed=7", "callbacks=none", "trainer.enable_progress_bar=false"],
-                          glue_path, tmp_path / run)
+        cfg = compose_run(
+            [*TINY, "method=sweet", "seed=7", "callbacks=none", "trainer.enable_progress_bar=false"],
+            glue_path,
+            tmp_path / run,
+        )
         train(cfg)
         res = json.loads((tmp_path / run / "results.json").read_text())
-        scores.append(([e["score"] for e in res["evaluation"]["dev"]["exits"]], res["evaluation"]["dev"]["curve"]))
+        scores.append(
+            ([e["score"] for e in res["evaluation"]["dev"]["exits"]], res["evaluation"]["dev"]["curve"])
+        )
     assert scores[0] == scores[1]
 
 
@@ -66,8 +89,15 @@ def test_methods_and_models_with_same_seed_train_on_the_same_sample(glue_path, t
 
     indices, batches = [], []
     for overrides in (["method=sweet", "model=tiny_bert"], ["method=cascade", "model=minilm_l6"]):
-        cfg = compose([*overrides, f"task=glue/{task}", "seed=3", f"data.glue_dir={glue_path}",
-                       "data.group_by_length=true"])
+        cfg = compose(
+            [
+                *overrides,
+                f"task=glue/{task}",
+                "seed=3",
+                f"data.glue_dir={glue_path}",
+                "data.group_by_length=true",
+            ]
+        )
         dm = build_datamodule(cfg)
         dm.setup("fit")
         indices.append((dm.train_indices.tolist(), dm.calibration_indices.tolist()))
@@ -112,8 +142,21 @@ def test_missing_glue_dir_names_the_expected_path(tmp_path):
 
 def test_real_minilm_few_steps_on_rte(glue_path, tmp_path):
     """The real pretrained backbone, a few optimizer steps, the whole RTE dev set."""
-    launch(["method=sweet", "model=minilm_l6", "task=glue/rte", "train_size=32", "calibration_size=32",
-            "trainer.max_steps=2", "max_seq_length=128", "logger=csv", "callbacks=none"], glue_path, tmp_path)
+    launch(
+        [
+            "method=sweet",
+            "model=minilm_l6",
+            "task=glue/rte",
+            "train_size=32",
+            "calibration_size=32",
+            "trainer.max_steps=2",
+            "max_seq_length=128",
+            "logger=csv",
+            "callbacks=none",
+        ],
+        glue_path,
+        tmp_path,
+    )
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["model"] == "minilm_l6" and res["num_layers"] == 6 and res["exit_layers"] == [1, 2, 3, 6]
     assert res["exit_pooling"] == "mean"
@@ -124,9 +167,22 @@ def test_real_minilm_few_steps_on_rte(glue_path, tmp_path):
 @pytest.mark.slow
 def test_multirun_all_methods_all_tasks(glue_path, tmp_path):
     """The literal `task=glue/*` sweep over the three methods, with a tiny model."""
-    launch(["-m", "method=early_exit,sweet,cascade", "task=glue/*", "model=tiny_bert", "train_size=32",
-            "calibration_size=16", "trainer.max_epochs=1", "logger=csv", "callbacks=none", "max_seq_length=64",
-            f"hydra.sweep.dir={tmp_path}"], glue_path)
+    launch(
+        [
+            "-m",
+            "method=early_exit,sweet,cascade",
+            "task=glue/*",
+            "model=tiny_bert",
+            "train_size=32",
+            "calibration_size=16",
+            "trainer.max_epochs=1",
+            "logger=csv",
+            "callbacks=none",
+            "max_seq_length=64",
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        glue_path,
+    )
     results = [json.loads(p.read_text()) for p in tmp_path.glob("*/results.json")]
     assert len(results) == 21
     assert {r["task"] for r in results} == {"sst2", "mrpc", "cola", "rte", "mnli", "qnli", "qqp"}
@@ -140,8 +196,17 @@ def test_exit_policies_end_to_end(glue_path, tmp_path, method, policy):
 
     from sweet_lightning.train import train
 
-    cfg = compose_run([*TINY, f"method={method}", f"exit_policy={policy}", "callbacks=none",
-                       "trainer.enable_progress_bar=false"], glue_path, tmp_path)
+    cfg = compose_run(
+        [
+            *TINY,
+            f"method={method}",
+            f"exit_policy={policy}",
+            "callbacks=none",
+            "trainer.enable_progress_bar=false",
+        ],
+        glue_path,
+        tmp_path,
+    )
     train(cfg)
     res = json.loads((tmp_path / "results.json").read_text())
     ev = res["evaluation"]["dev"]

@@ -57,7 +57,9 @@ def test_sweet_exit_loss_reaches_only_its_segment_and_head(exit_index):
         if owned:
             assert nonzero(g), f"{name} should be updated by exit {exit_index + 1}"
         else:
-            assert g is None or torch.count_nonzero(g) == 0, f"{name} leaked gradient from exit {exit_index + 1}"
+            assert g is None or torch.count_nonzero(g) == 0, (
+                f"{name} leaked gradient from exit {exit_index + 1}"
+            )
 
 
 def test_early_exit_loss_reaches_every_layer_below_its_classifier():
@@ -107,7 +109,9 @@ def test_cascade_models_share_no_parameter_and_losses_stay_in_their_model():
 
 
 def test_pretrained_modules_are_in_train_mode_during_training():
-    module = EarlyExitModule(**{**TINY, "random_init": False, "config_overrides": None, "exit_layers": [1, 6]})
+    module = EarlyExitModule(
+        **{**TINY, "random_init": False, "config_overrides": None, "exit_layers": [1, 6]}
+    )
     module.on_train_epoch_start()
     assert all(m.training for m in module.net.modules())
 
@@ -126,8 +130,13 @@ def test_loss_is_weighted_sum_of_exit_losses():
 
 @pytest.mark.parametrize(
     ("layers", "message"),
-    [([], "empty"), ([2, 2], "strictly increasing"), ([3, 1], "strictly increasing"), ([0, 6], "out of range"),
-     ([1, 7], "out of range")],
+    [
+        ([], "empty"),
+        ([2, 2], "strictly increasing"),
+        ([3, 1], "strictly increasing"),
+        ([0, 6], "out of range"),
+        ([1, 7], "out of range"),
+    ],
 )
 def test_bad_exit_layers(layers, message):
     with pytest.raises(ValueError, match=message):

@@ -164,7 +164,9 @@ def test_final_evaluation_reruns_only_when_an_earlier_epoch_is_reported(
 
     script, dev_logits = scripted_auc
     script.update({("dev", 1): 0.5, ("dev", 2): 0.5})
-    script.update({("calibration", 1): 0.9 if best == 1 else 0.5, ("calibration", 2): 0.9 if best == 2 else 0.5})
+    script.update(
+        {("calibration", 1): 0.9 if best == 1 else 0.5, ("calibration", 2): 0.9 if best == 2 else 0.5}
+    )
     calls = []
     real = lightning.Trainer.validate
 

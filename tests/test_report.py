@@ -60,7 +60,9 @@ def test_t_critical_matches_scipy_beyond_the_table():
 
 def test_collect_classifies_every_run_dir(sweep: Path):
     runs = load_all(sweep)
-    by_status = {s: [r for r in runs if r.status == s] for s in ("completed", "failed", "missing", "incomplete")}
+    by_status = {
+        s: [r for r in runs if r.status == s] for s in ("completed", "failed", "missing", "incomplete")
+    }
     assert [len(v) for v in by_status.values()] == [16, 1, 1, 0]
     (failed,), (missing,) = by_status["failed"], by_status["missing"]
     assert failed.error.endswith("RuntimeError: CUDA out of memory") and failed.seed == 3
@@ -88,7 +90,9 @@ def test_evaluation_is_recomputed_from_logits_when_absent(tmp_path: Path):
     (tmp_path / "results.json").write_text(json.dumps(data))
     run = load_run(tmp_path)
     assert run.status == "completed" and "recomputed from logits_dev.npz" in run.note
-    assert list(run.individual_scores.values()) == pytest.approx(individual_exit_scores(logits, labels).tolist())
+    assert list(run.individual_scores.values()) == pytest.approx(
+        individual_exit_scores(logits, labels).tolist()
+    )
     assert run.curve.speedups.min() == pytest.approx(1 / 6) and run.curve.speedups.max() == pytest.approx(1.0)
 
 
@@ -125,15 +129,27 @@ def test_lr_selection_on_calibration_or_dev(sweep: Path, tmp_path: Path):
         assert rc == 0
         lrs = pd.read_csv(out / "chosen_lr.csv", keep_default_na=False).set_index(["model", "task"])
         picked[on] = lrs.loc[("minilm_l6", "rte"), "ee_mm_sweet_1e-5"]
-        for name in ("runs.csv", "chosen_lr.csv", "lr_search.csv", "table1_exits.csv", "curve_points.csv", "auc.csv"):
+        for name in (
+            "runs.csv",
+            "chosen_lr.csv",
+            "lr_search.csv",
+            "table1_exits.csv",
+            "curve_points.csv",
+            "auc.csv",
+        ):
             assert set(pd.read_csv(out / name)["lr_selected_on"]) == {on}, name
         md = (out / "report.md").read_text()
         assert f"EE\\MM\\SWEET; selected on {on})" in md and f"lr selected on {on})" in md
         table1 = pd.read_csv(out / "table1_exits.csv").query("task == 'rte' and method == 'sweet'")
         assert set(table1.lr) == {2e-5 if on == "calibration" else 1e-5}
     assert picked == {"calibration": "2\\–\\2", "dev": "2\\–\\1"}
-    assert "on the calibration hold-out (not a reported split)" in (tmp_path / "calibration/report/report.md").read_text()
-    assert "on dev, the reported split itself (paper App. A)" in (tmp_path / "dev/report/report.md").read_text()
+    assert (
+        "on the calibration hold-out (not a reported split)"
+        in (tmp_path / "calibration/report/report.md").read_text()
+    )
+    assert (
+        "on dev, the reported split itself (paper App. A)" in (tmp_path / "dev/report/report.md").read_text()
+    )
 
 
 def test_runs_without_calibration_auc_need_dev_selection(sweep: Path, tmp_path: Path, capsys):
@@ -175,7 +191,9 @@ def test_report_tables_by_hand(sweep: Path, tmp_path: Path):
     # sst2 EE at 1/4: 70 + (82 - 70) / 4 = 73 and 77; average: seed 1 (57 + 73)/2 = 65, seed 2 68
     a = points.query("task == 'average' and method == 'early_exit' and speedup == 0.25").iloc[0]
     std = 3 / math.sqrt(2)
-    assert a["mean"] == pytest.approx(66.5) and a.ci_half_width == pytest.approx(T1 * std / math.sqrt(2), abs=ABS)
+    assert a["mean"] == pytest.approx(66.5) and a.ci_half_width == pytest.approx(
+        T1 * std / math.sqrt(2), abs=ABS
+    )
     # SWEET rte (lr 1e-5) at 3/4: (65 + 68) / 2 = 66.5 and 68.5
     s = points.query("task == 'rte' and method == 'sweet' and speedup == 0.75").iloc[0]
     assert s["mean"] == pytest.approx(67.5) and s.lr == 1e-5
@@ -187,14 +205,26 @@ def test_report_tables_by_hand(sweep: Path, tmp_path: Path):
 def test_report_files_and_markdown(sweep: Path, tmp_path: Path):
     rc, out = run_report(tmp_path, str(sweep))
     assert rc == 0
-    for name in ("report.md", "runs.csv", "chosen_lr.csv", "lr_search.csv", "table1_exits.csv",
-                 "curve_points.csv", "curve_grid.csv", "auc.csv"):
+    for name in (
+        "report.md",
+        "runs.csv",
+        "chosen_lr.csv",
+        "lr_search.csv",
+        "table1_exits.csv",
+        "curve_points.csv",
+        "curve_grid.csv",
+        "auc.csv",
+    ):
         assert (out / name).stat().st_size > 0, name
     png = out / "curves_minilm_l6.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
     runs = pd.read_csv(out / "runs.csv", keep_default_na=False)
-    assert len(runs) == 18 and runs.status.value_counts().to_dict() == {"completed": 16, "failed": 1, "missing": 1}
+    assert len(runs) == 18 and runs.status.value_counts().to_dict() == {
+        "completed": 16,
+        "failed": 1,
+        "missing": 1,
+    }
     assert set(runs[runs.collapsed != ""].collapsed) == {"dev:L1", "dev:L2"}
     assert runs.chosen.astype(str).eq("True").sum() == 8
 
@@ -223,7 +253,9 @@ def test_mixed_configurations_are_refused(sweep: Path, tmp_path: Path, capsys):
     rc, out = run_report(tmp_path, str(sweep))
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert rc == 2 and not (out / "report.md").exists()
-    assert "refusing to average mixed configurations: sweet/minilm_l6/rte differs in max_epochs (1 vs 2)" in err
+    assert (
+        "refusing to average mixed configurations: sweet/minilm_l6/rte differs in max_epochs (1 vs 2)" in err
+    )
     assert "--allow-mixed" in err
 
     rc, out = run_report(tmp_path, str(sweep), "--allow-mixed")
@@ -239,8 +271,9 @@ def test_model_level_and_duplicate_mixing(sweep: Path, tmp_path: Path):
     other = tmp_path / "rerun"
     shutil.copytree(next(sweep.glob("*_early_exit-rte-*-lr2e-05-s1")), other / "0_rerun")
     runs = load_all(sweep) + load_all(other)
-    assert any("early_exit/minilm_l6/rte lr=2e-05 seed=1 completed 2 times" in p
-               for p in mixed_config_problems(runs))
+    assert any(
+        "early_exit/minilm_l6/rte lr=2e-05 seed=1 completed 2 times" in p for p in mixed_config_problems(runs)
+    )
 
 
 def test_single_seed_has_no_spread(tmp_path: Path):
@@ -300,8 +333,9 @@ def test_notebook_draws_a_saved_report(sweep: Path, tmp_path: Path, monkeypatch)
     monkeypatch.setenv("SWEET_REPORT_DIR", str(out))
     monkeypatch.setenv("PYTHONPATH", str(repo))  # the kernel is a fresh process
     nb = nbformat.read(repo / "notebooks" / "report.ipynb", as_version=4)
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)
@@ -312,12 +346,16 @@ def test_chosen_lr_with_fewer_seeds_is_noted():
 
     from sweet_lightning.report.aggregate import uneven_seed_notes
 
-    search = pd.DataFrame([
-        {"model": "m", "method": "sweet", "task": "rte", "lr": 1e-5, "n": 3, "chosen": False},
-        {"model": "m", "method": "sweet", "task": "rte", "lr": 2e-5, "n": 1, "chosen": True},
-        {"model": "m", "method": "early_exit", "task": "rte", "lr": 1e-5, "n": 3, "chosen": True},
-    ])
-    assert uneven_seed_notes(search) == ["sweet/m/rte: chosen lr 2e-05 has 1 completed seed(s), another lr has 3"]
+    search = pd.DataFrame(
+        [
+            {"model": "m", "method": "sweet", "task": "rte", "lr": 1e-5, "n": 3, "chosen": False},
+            {"model": "m", "method": "sweet", "task": "rte", "lr": 2e-5, "n": 1, "chosen": True},
+            {"model": "m", "method": "early_exit", "task": "rte", "lr": 1e-5, "n": 3, "chosen": True},
+        ]
+    )
+    assert uneven_seed_notes(search) == [
+        "sweet/m/rte: chosen lr 2e-05 has 1 completed seed(s), another lr has 3"
+    ]
 
 
 def test_runs_of_another_model_selection_are_not_averaged(sweep: Path):
@@ -375,13 +413,19 @@ def test_every_method_of_a_figure_has_its_own_colour():
     from sweet_lightning.report.figures import COLORS, draw_model_exits
 
     methods = ["early_exit", "sweet", "cascade", "alternating", "two_stage", "weighted_early_exit"]
-    table1 = pd.DataFrame([
-        {"model": "m", "task": task, "method": method, "layer": layer, "mean": 50.0 + i, "std": 1.0}
-        for i, method in enumerate(methods) for task in ("sst2", "average") for layer in (1, 2)
-    ])
+    table1 = pd.DataFrame(
+        [
+            {"model": "m", "task": task, "method": method, "layer": layer, "mean": 50.0 + i, "std": 1.0}
+            for i, method in enumerate(methods)
+            for task in ("sst2", "average")
+            for layer in (1, 2)
+        ]
+    )
     fig = draw_model_exits(table1, "m")
     for ax in fig.axes:
-        colours = {line.get_label(): line.get_color() for line in ax.lines if not line.get_label().startswith("_")}
+        colours = {
+            line.get_label(): line.get_color() for line in ax.lines if not line.get_label().startswith("_")
+        }
         # errorbar draws its data line unlabelled: read the colours from the containers instead
         colours = colours or {c.get_label(): c.lines[0].get_color() for c in ax.containers}
         assert len(colours) == len(methods) and len(set(colours.values())) == len(methods)

@@ -13,10 +13,21 @@ from conftest import REPO
 
 REPORTS = {
     "reproduction": (["results/cpu_repro"], ["--methods", "early_exit", "sweet", "cascade"]),
-    "strategies": (["results/cpu_repro/sst2", "results/cpu_repro/mrpc"], ["--title", "Early-exit training strategies"]),
+    "strategies": (
+        ["results/cpu_repro/sst2", "results/cpu_repro/mrpc"],
+        ["--title", "Early-exit training strategies"],
+    ),
 }
-TABLES = ("report.md", "runs.csv", "chosen_lr.csv", "lr_search.csv", "table1_exits.csv", "curve_points.csv",
-          "auc.csv", "curve_grid.csv")
+TABLES = (
+    "report.md",
+    "runs.csv",
+    "chosen_lr.csv",
+    "lr_search.csv",
+    "table1_exits.csv",
+    "curve_points.csv",
+    "auc.csv",
+    "curve_grid.csv",
+)
 
 
 @pytest.mark.parametrize("name", REPORTS)

@@ -247,7 +247,9 @@ def alignment_summary(report: dict) -> dict[str, dict[str, float]]:
             for pair, value in cells["pairs"].items():
                 if isinstance(value, (int, float)):
                     first = int(pair.split("-")[0][1:])
-                    groups["current_vs_future" if first == own[int(layer)] else "future_vs_future"].append(value)
+                    groups["current_vs_future" if first == own[int(layer)] else "future_vs_future"].append(
+                        value
+                    )
     return {
         name: {"mean": sum(v) / len(v), "min": min(v), "cells": len(v)} for name, v in groups.items() if v
     }

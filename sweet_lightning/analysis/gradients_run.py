@@ -71,7 +71,9 @@ def fine_tune(
     module.train()
     losses = []
     # disable=None: a bar on a terminal only, not in redirected logs
-    bar = tqdm(range(steps), desc="fine-tuning", unit="step", disable=True if not progress or steps == 0 else None)
+    bar = tqdm(
+        range(steps), desc="fine-tuning", unit="step", disable=True if not progress or steps == 0 else None
+    )
     for step in bar:
         batch = _to(next(batches), device)
         # the method's own loss at this optimizer step (alternating alternates); the steps count as

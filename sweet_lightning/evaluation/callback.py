@@ -44,15 +44,21 @@ class AdaptiveEvaluation(L.Callback):
         try:
             checker = get_policy(policy, **dict(policy_kwargs or {}))
         except TypeError as err:
-            raise ValueError(f"evaluation.policy_kwargs={policy_kwargs} do not fit exit_policy={policy}: {err}") from err
+            raise ValueError(
+                f"evaluation.policy_kwargs={policy_kwargs} do not fit exit_policy={policy}: {err}"
+            ) from err
         for t in thresholds or ():
             checker.check_threshold(t)
         if int(num_thresholds) < 1:
             raise ValueError(f"evaluation.num_thresholds={num_thresholds} must be >= 1 (default 11).")
         if speedup_points is not None and any(not 0 < float(x) for x in speedup_points):
-            raise ValueError(f"evaluation.speedup_points={list(speedup_points)} must all be > 0, e.g. [0.25, 0.5, 1].")
+            raise ValueError(
+                f"evaluation.speedup_points={list(speedup_points)} must all be > 0, e.g. [0.25, 0.5, 1]."
+            )
         if calibration not in CALIBRATION_SOURCES:
-            raise ValueError(f"calibration={calibration!r}: use calibration=train_holdout or calibration=dev.")
+            raise ValueError(
+                f"calibration={calibration!r}: use calibration=train_holdout or calibration=dev."
+            )
         self.policy = policy
         self.calibration = calibration
         self.thresholds = list(thresholds) if thresholds is not None else None
@@ -85,11 +91,20 @@ class AdaptiveEvaluation(L.Callback):
         for split in eval_splits + held_out:
             out = outputs[split]
             results[split] = evaluate_logits(
-                out["logits"], out["labels"], spec.exit_layers, spec.num_layers, cost_model=spec.cost_model,
-                metric=task.metric, extra_metrics=task.extra_metrics, policy=self.policy,
-                policy_kwargs=self.policy_kwargs, thresholds=self.thresholds,
-                num_thresholds=self.num_thresholds, speedup_points=self.speedup_points,
-                calibration_logits=calib["logits"], calibration_labels=calib["labels"],
+                out["logits"],
+                out["labels"],
+                spec.exit_layers,
+                spec.num_layers,
+                cost_model=spec.cost_model,
+                metric=task.metric,
+                extra_metrics=task.extra_metrics,
+                policy=self.policy,
+                policy_kwargs=self.policy_kwargs,
+                thresholds=self.thresholds,
+                num_thresholds=self.num_thresholds,
+                speedup_points=self.speedup_points,
+                calibration_logits=calib["logits"],
+                calibration_labels=calib["labels"],
                 exit_scores=out.get("exit_scores"),
             )
         return results
@@ -100,7 +115,9 @@ class AdaptiveEvaluation(L.Callback):
         names = split_names(trainer, pl_module)
         by_loader = pl_module.take_eval_outputs()
         self.outputs = {names[i] if i < len(names) else f"eval{i}": out for i, out in by_loader.items()}
-        spec = EvalSpec(pl_module.task.name, tuple(pl_module.exit_layers), pl_module.num_layers, pl_module.cost_model)
+        spec = EvalSpec(
+            pl_module.task.name, tuple(pl_module.exit_layers), pl_module.num_layers, pl_module.cost_model
+        )
         self.latest = self.evaluate(spec, self.outputs)
         if self.latest:
             self.log_epoch(trainer, pl_module, self.latest)
@@ -165,7 +182,13 @@ def warn_collapsed(
                     log.warning(
                         "exit %d (layer %d) of %s did not learn on %s: it predicts one class or scores the "
                         "majority-class baseline (seed %s, lr %s). %s",
-                        e["exit"], e["layer"], module.method, split, seed, module.lr, remedy(module),
+                        e["exit"],
+                        e["layer"],
+                        module.method,
+                        split,
+                        seed,
+                        module.lr,
+                        remedy(module),
                     )
     return flagged
 
@@ -175,4 +198,3 @@ def remedy(module) -> str:
     if pooling == "mean":
         return "Try another lr or seed."
     return "Try another lr or seed, or model.exit_pooling=mean."
-

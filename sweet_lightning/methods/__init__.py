@@ -110,7 +110,9 @@ class CascadeModule(AdaptiveModule):
         labels, bs = batch["labels"], batch["labels"].shape[0]
         total, score_total = 0, 0  # summed as training_loss sums them: the same logged value
         for i, member in enumerate(self.net.members):
-            (logits,), (score,) = member(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+            (logits,), (score,) = member(
+                batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+            )
             loss_i = self.exit_losses([logits], labels)[0]
             self.log(f"train/exit{i + 1}/loss", loss_i, batch_size=bs)
             if weights[i] == 0:

@@ -13,5 +13,13 @@ from .aggregate import Summary, summarize, t_critical
 from .collect import Run, load_run, mixed_config_problems
 from .write import write_report
 
-__all__ = ["Run", "Summary", "find_run_dirs", "load_run", "mixed_config_problems", "summarize", "t_critical",
-           "write_report"]
+__all__ = [
+    "Run",
+    "Summary",
+    "find_run_dirs",
+    "load_run",
+    "mixed_config_problems",
+    "summarize",
+    "t_critical",
+    "write_report",
+]

@@ -124,18 +124,33 @@ def lr_search(runs: Sequence[Run], on: str = "calibration") -> pd.DataFrame:
     for run in runs:
         value = selection_auc(run, on) if run.status == "completed" else None
         if value is not None:
-            aucs[(str(run.model), str(run.method), str(run.task), float(run.lr))].append((run.seed, 100 * value))
+            aucs[(str(run.model), str(run.method), str(run.task), float(run.lr))].append(
+                (run.seed, 100 * value)
+            )
     rows = []
     for (model, method, task, lr), pairs in aucs.items():
         summary = summarize([value for _, value in pairs])
-        rows.append({"model": model, "method": method, "task": task, "lr": lr, "n": summary.n,
-                     "seeds": " ".join(str(s) for s, _ in sorted(pairs)), "auc_mean": summary.mean,
-                     "auc_std": summary.std})
+        rows.append(
+            {
+                "model": model,
+                "method": method,
+                "task": task,
+                "lr": lr,
+                "n": summary.n,
+                "seeds": " ".join(str(s) for s, _ in sorted(pairs)),
+                "auc_mean": summary.mean,
+                "auc_std": summary.std,
+            }
+        )
     columns = ["model", "method", "task", "lr", "n", "seeds", "auc_mean", "auc_std", "chosen"]
     if not rows:
         return pd.DataFrame(columns=columns).astype({"chosen": bool})  # bool, so it can still index rows
     table = pd.DataFrame(rows).sort_values(["model", "method", "task", "lr"], ignore_index=True)
-    best = table.sort_values(["auc_mean", "lr"], ascending=[False, True]).groupby(["model", "method", "task"]).head(1)
+    best = (
+        table.sort_values(["auc_mean", "lr"], ascending=[False, True])
+        .groupby(["model", "method", "task"])
+        .head(1)
+    )
     table["chosen"] = table.index.isin(best.index)
     return table[columns]
 
@@ -156,8 +171,10 @@ def uneven_seed_notes(search: pd.DataFrame) -> list[str]:
         n_chosen, n_max = int(chosen["n"].iloc[0]), int(group["n"].max())
         if n_chosen < n_max:
             lr = float(chosen["lr"].iloc[0])
-            notes.append(f"{method}/{model}/{task}: chosen lr {lr:g} has {n_chosen} completed seed(s), "
-                         f"another lr has {n_max}")
+            notes.append(
+                f"{method}/{model}/{task}: chosen lr {lr:g} has {n_chosen} completed seed(s), "
+                f"another lr has {n_max}"
+            )
     return notes
 
 
@@ -189,8 +206,9 @@ def speedup_grid(runs: Sequence[Run], points: np.ndarray) -> np.ndarray:
     return np.unique(np.round(np.concatenate([np.linspace(lo, hi, GRID_SIZE), inside]), 10))
 
 
-def observations(runs: Sequence[Run], chosen: dict[GroupKey, float],
-                 speedups: Sequence[float] | None = None) -> pd.DataFrame:
+def observations(
+    runs: Sequence[Run], chosen: dict[GroupKey, float], speedups: Sequence[float] | None = None
+) -> pd.DataFrame:
     rows = []
     picked = chosen_runs(runs, chosen)
     for model in sorted({r.model for r in picked}):
@@ -201,12 +219,21 @@ def observations(runs: Sequence[Run], chosen: dict[GroupKey, float],
             base = {"model": model, "method": run.method, "task": run.task, "lr": run.lr, "seed": run.seed}
             flagged = {layer for split, layer in run.collapsed if split == run.split}
             for layer, score in sorted(run.individual_scores.items()):
-                rows.append({**base, "quantity": "exit", "x": float(layer), "value": 100 * score,
-                             "collapsed": layer in flagged})
+                rows.append(
+                    {
+                        **base,
+                        "quantity": "exit",
+                        "x": float(layer),
+                        "value": 100 * score,
+                        "collapsed": layer in flagged,
+                    }
+                )
             for quantity, xs in (("point", points), ("grid", grid)):
                 values = interpolate_at(run.curve, xs)
-                rows.extend({**base, "quantity": quantity, "x": float(x), "value": 100 * v, "collapsed": False}
-                            for x, v in zip(xs, values, strict=True))
+                rows.extend(
+                    {**base, "quantity": quantity, "x": float(x), "value": 100 * v, "collapsed": False}
+                    for x, v in zip(xs, values, strict=True)
+                )
             rows.append({**base, "quantity": "auc", "x": 0.0, "value": 100 * run.auc, "collapsed": False})
     columns = [*KEYS, "lr", "seed", "value", "collapsed"]
     return pd.DataFrame(rows, columns=columns)
@@ -214,16 +241,28 @@ def observations(runs: Sequence[Run], chosen: dict[GroupKey, float],
 
 def _summary_row(values: Sequence[float]) -> dict:
     s = summarize(values)
-    return {"n": s.n, "mean": s.mean, "std": s.std, "ci_half_width": s.half_width,
-            "ci_low": s.ci_low, "ci_high": s.ci_high}
+    return {
+        "n": s.n,
+        "mean": s.mean,
+        "std": s.std,
+        "ci_half_width": s.half_width,
+        "ci_low": s.ci_low,
+        "ci_high": s.ci_high,
+    }
 
 
 def summarize_tasks(obs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, group in obs.groupby(KEYS, sort=True):
         lrs = group["lr"].unique()
-        rows.append({**dict(zip(KEYS, key, strict=True)), "lr": lrs[0] if lrs.size == 1 else math.nan,
-                     **_summary_row(group["value"].to_numpy()), "collapsed": int(group["collapsed"].sum())})
+        rows.append(
+            {
+                **dict(zip(KEYS, key, strict=True)),
+                "lr": lrs[0] if lrs.size == 1 else math.nan,
+                **_summary_row(group["value"].to_numpy()),
+                "collapsed": int(group["collapsed"].sum()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -236,31 +275,50 @@ def summarize_average(obs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             seeds = sub[sub["quantity"] == "auc"].groupby("task")["seed"].apply(set).to_dict()
             absent = [task for task in tasks if task not in seeds]
             if absent:
-                notes.append(f"{method}/{model}: no average over tasks, no chosen runs on {', '.join(absent)}")
+                notes.append(
+                    f"{method}/{model}: no average over tasks, no chosen runs on {', '.join(absent)}"
+                )
                 continue
             common = set.intersection(*seeds.values())
             left_out = {task: sorted(s - common) for task, s in seeds.items() if s - common}
             if left_out:
-                named = "; ".join(f"{task} seeds {', '.join(map(str, s))}" for task, s in sorted(left_out.items()))
-                notes.append(f"{method}/{model}: average over tasks uses seeds {sorted(common)}; left out {named}")
+                named = "; ".join(
+                    f"{task} seeds {', '.join(map(str, s))}" for task, s in sorted(left_out.items())
+                )
+                notes.append(
+                    f"{method}/{model}: average over tasks uses seeds {sorted(common)}; left out {named}"
+                )
             used = sub[sub["seed"].isin(common)]
             # a NaN for any task (an unreachable speedup) leaves that seed's average undefined
             per_task = used.groupby(["quantity", "x", "seed", "task"])["value"].agg(["mean", "count", "size"])
             per_task.loc[per_task["count"] < per_task["size"], "mean"] = np.nan
-            per_seed = per_task["mean"].groupby(level=["quantity", "x", "seed"]).agg(
-                lambda v: v.mean() if v.notna().all() else np.nan)
+            per_seed = (
+                per_task["mean"]
+                .groupby(level=["quantity", "x", "seed"])
+                .agg(lambda v: v.mean() if v.notna().all() else np.nan)
+            )
             flags = used.groupby(["quantity", "x"])["collapsed"].sum()
             for (quantity, x), values in per_seed.groupby(level=["quantity", "x"]):
-                rows.append({"quantity": quantity, "model": model, "method": method, "task": AVERAGE, "x": x,
-                             "lr": math.nan, **_summary_row(values.to_numpy()),
-                             "collapsed": int(flags[(quantity, x)])})
+                rows.append(
+                    {
+                        "quantity": quantity,
+                        "model": model,
+                        "method": method,
+                        "task": AVERAGE,
+                        "x": x,
+                        "lr": math.nan,
+                        **_summary_row(values.to_numpy()),
+                        "collapsed": int(flags[(quantity, x)]),
+                    }
+                )
     return pd.DataFrame(rows), notes
 
 
 def summaries(obs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Per-task and task-averaged summaries in one frame (task == "average" for the latter)."""
     if obs.empty:
-        return pd.DataFrame(columns=[*KEYS, "lr", "n", "mean", "std", "ci_half_width", "ci_low", "ci_high",
-                                     "collapsed"]), []
+        return pd.DataFrame(
+            columns=[*KEYS, "lr", "n", "mean", "std", "ci_half_width", "ci_low", "ci_high", "collapsed"]
+        ), []
     average, notes = summarize_average(obs)
     return pd.concat([summarize_tasks(obs), average], ignore_index=True), notes

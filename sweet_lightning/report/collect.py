@@ -44,12 +44,29 @@ from sweet_lightning.run_record import (
 STATUSES = ("completed", "failed", "missing", "incomplete")
 IDENTITY = ("method", "model", "task", "lr", "seed")
 # config paths compared within a (method, model, task) group on top of the results.json keys
-CONFIG_PREFIXES = ("method.", "model.", "optimizer.", "scheduler.", "max_seq_length", "trainer.precision",
-                   "trainer.accumulate_grad_batches", "trainer.gradient_clip_val")
+CONFIG_PREFIXES = (
+    "method.",
+    "model.",
+    "optimizer.",
+    "scheduler.",
+    "max_seq_length",
+    "trainer.precision",
+    "trainer.accumulate_grad_batches",
+    "trainer.gradient_clip_val",
+)
 # swept or already compared as a top-level key
 CONFIG_IGNORED = ("optimizer.lr", "model.exit_layers", "model.exit_pooling", "method._target_")
-MODEL_KEYS = ("exit_layers", "num_layers", "exit_pooling", "max_epochs", "train_size", "batch_size",
-              "exit_policy", "calibration_source", "model_selection")
+MODEL_KEYS = (
+    "exit_layers",
+    "num_layers",
+    "exit_pooling",
+    "max_epochs",
+    "train_size",
+    "batch_size",
+    "exit_policy",
+    "calibration_source",
+    "model_selection",
+)
 
 
 @dataclass
@@ -70,7 +87,9 @@ class Run:
     individual_scores: dict[int, float] = field(default_factory=dict)  # layer -> the exit's score alone
     curve: SpeedAccuracyCurve | None = None
     auc: float | None = None
-    calibration_auc: float | None = None  # AUC on the calibration hold-out (None: no hold-out, or an older run)
+    calibration_auc: float | None = (
+        None  # AUC on the calibration hold-out (None: no hold-out, or an older run)
+    )
     collapsed: tuple[tuple[str, int], ...] = ()  # (split, layer)
     error: str = ""
     note: str = ""
@@ -166,21 +185,33 @@ def _completed_run(path: Path, record: RunRecord, config: dict, ident: dict) -> 
     num_layers = int(record.num_layers or evaluation["num_layers"])
     cost_model = record.cost_model or evaluation.get("cost_model") or "early_exit"
     metric = record.metric or evaluation.get("metric") or "accuracy"
-    points = tuple(CurvePoint(float(p["threshold"]), float(p["speedup"]), float(p["score"]), ())
-                   for p in evaluation.get("curve") or [])
+    points = tuple(
+        CurvePoint(float(p["threshold"]), float(p["speedup"]), float(p["score"]), ())
+        for p in evaluation.get("curve") or []
+    )
     if not points:
         return Run(path, "incomplete", **ident, split=split, note=f"evaluation of {split} has no curve")
-    curve = SpeedAccuracyCurve(points, exit_layers, num_layers, cost_model, metric, str(evaluation.get("policy")))
+    curve = SpeedAccuracyCurve(
+        points, exit_layers, num_layers, cost_model, metric, str(evaluation.get("policy"))
+    )
     run_auc = evaluation.get("auc")
     calibration_auc = dig(evaluations, f"{CALIBRATION_SPLIT}.auc")
     return Run(
-        path, "completed", **ident, metric=metric, split=split, exit_layers=exit_layers, num_layers=num_layers,
+        path,
+        "completed",
+        **ident,
+        metric=metric,
+        split=split,
+        exit_layers=exit_layers,
+        num_layers=num_layers,
         cost_model=cost_model,
         settings=_settings(record, config, evaluation, split, exit_layers, num_layers, cost_model, metric),
-        individual_scores={int(e["layer"]): float(e["score"]) for e in evaluation.get("exits") or []}, curve=curve,
+        individual_scores={int(e["layer"]): float(e["score"]) for e in evaluation.get("exits") or []},
+        curve=curve,
         auc=float(run_auc) if run_auc is not None else auc(curve),
         calibration_auc=float(calibration_auc) if calibration_auc is not None else None,
-        collapsed=_collapsed(record, {split: evaluation}), note=note,
+        collapsed=_collapsed(record, {split: evaluation}),
+        note=note,
     )
 
 
@@ -191,16 +222,29 @@ def _recompute(path: Path, record: RunRecord, split: str) -> tuple[dict | None, 
         return None, f"no evaluation for {split} and no {name}"
     arrays = load_logits(path, split)
     evaluation = evaluate_logits(
-        arrays["logits"], arrays["labels"], record.exit_layers, record.num_layers,
-        cost_model=record.cost_model or "early_exit", metric=record.metric or "accuracy",
-        policy=record.exit_policy or "confidence", temperatures=record.temperatures,
+        arrays["logits"],
+        arrays["labels"],
+        record.exit_layers,
+        record.num_layers,
+        cost_model=record.cost_model or "early_exit",
+        metric=record.metric or "accuracy",
+        policy=record.exit_policy or "confidence",
+        temperatures=record.temperatures,
     )
     scaling = "its temperatures" if record.temperatures is not None else "no temperature scaling"
     return evaluation, f"evaluation recomputed from {name} ({scaling})"
 
 
-def _settings(record: RunRecord, config: dict, evaluation: dict, split: str, exit_layers: tuple[int, ...],
-              num_layers: int, cost_model: str, metric: str) -> dict:
+def _settings(
+    record: RunRecord,
+    config: dict,
+    evaluation: dict,
+    split: str,
+    exit_layers: tuple[int, ...],
+    num_layers: int,
+    cost_model: str,
+    metric: str,
+) -> dict:
     settings = {
         "exit_layers": list(exit_layers),
         "num_layers": num_layers,

@@ -35,7 +35,9 @@ def method_styles(methods) -> dict[str, dict]:
     return styles
 
 
-def draw_model_curves(grid: pd.DataFrame, points: pd.DataFrame, model: str, fig: Figure | None = None) -> Figure:
+def draw_model_curves(
+    grid: pd.DataFrame, points: pd.DataFrame, model: str, fig: Figure | None = None
+) -> Figure:
     """Draw one model's curves (curve_grid.csv and curve_points.csv rows) into fig, or a new Figure."""
     points = points[points["model"] == model]
 
@@ -45,8 +47,9 @@ def draw_model_curves(grid: pd.DataFrame, points: pd.DataFrame, model: str, fig:
         if line.empty:
             return
         ax.plot(line["speedup"], line["mean"], **style, label=METHOD_NAMES.get(method, method))
-        ax.fill_between(line["speedup"], line["ci_low"], line["ci_high"], color=style["color"], alpha=0.2,
-                        linewidth=0)
+        ax.fill_between(
+            line["speedup"], line["ci_low"], line["ci_high"], color=style["color"], alpha=0.2, linewidth=0
+        )
         marks = points[(points["task"] == task) & (points["method"] == method)]
         ax.plot(marks["speedup"], marks["mean"], "o", color=style["color"], markersize=3)
 
@@ -62,15 +65,24 @@ def draw_model_exits(table1: pd.DataFrame, model: str, fig: Figure | None = None
         if rows.empty:
             return
         rows = rows.sort_values("layer")
-        ax.errorbar(rows["layer"], rows["mean"], yerr=rows["std"].fillna(0.0), marker="o", markersize=4,
-                    capsize=3, **style, label=METHOD_NAMES.get(method, method))
+        ax.errorbar(
+            rows["layer"],
+            rows["mean"],
+            yerr=rows["std"].fillna(0.0),
+            marker="o",
+            markersize=4,
+            capsize=3,
+            **style,
+            label=METHOD_NAMES.get(method, method),
+        )
         ax.set_xticks(sorted(set(table1.loc[table1["task"] == task, "layer"].astype(int))))
 
     return _per_task(table1, model, fig, draw, "exit layer", "individual exits (mean ± std over seeds)")
 
 
-def _per_task(table: pd.DataFrame, model: str, fig: Figure | None, draw: Callable, xlabel: str,
-              title: str) -> Figure:
+def _per_task(
+    table: pd.DataFrame, model: str, fig: Figure | None, draw: Callable, xlabel: str, title: str
+) -> Figure:
     """One panel per task of the model (paper order, the average over tasks last), `draw(ax, task,
     method, rows, style)` for each method's rows there. Beyond the paper's three methods the legend
     moves to the right of the panels, where it hides no line. A bare Figure needs no pyplot backend; the notebook
@@ -89,7 +101,9 @@ def _per_task(table: pd.DataFrame, model: str, fig: Figure | None, draw: Callabl
     for i, task in enumerate(tasks):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         for method in methods:
-            draw(ax, task, method, table[(table["task"] == task) & (table["method"] == method)], styles[method])
+            draw(
+                ax, task, method, table[(table["task"] == task) & (table["method"] == method)], styles[method]
+            )
         ax.set_title("average over tasks" if task == AVERAGE else task)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("score (x100)")
@@ -109,7 +123,9 @@ def _per_task(table: pd.DataFrame, model: str, fig: Figure | None, draw: Callabl
     return fig
 
 
-def write_figures(grid: pd.DataFrame, points: pd.DataFrame, out: Path, table1: pd.DataFrame | None = None) -> list[Path]:
+def write_figures(
+    grid: pd.DataFrame, points: pd.DataFrame, out: Path, table1: pd.DataFrame | None = None
+) -> list[Path]:
     paths = []
     for model in sorted(grid["model"].unique()):
         path = out / f"curves_{model}.png"

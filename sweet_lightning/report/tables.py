@@ -42,8 +42,10 @@ def _select(summary: pd.DataFrame, quantity: str, x_name: str, columns: Sequence
     part = summary[summary["quantity"] == quantity].rename(columns={"x": x_name})
     if part.empty:
         return pd.DataFrame(columns=["model", "task", "method", *columns])
-    part = part.assign(_t=part["task"].map({t: i for i, t in enumerate(task_order(list(part["task"])))}),
-                       _m=part["method"].map({m: i for i, m in enumerate(method_order(list(part["method"])))}))
+    part = part.assign(
+        _t=part["task"].map({t: i for i, t in enumerate(task_order(list(part["task"])))}),
+        _m=part["method"].map({m: i for i, m in enumerate(method_order(list(part["method"])))}),
+    )
     part = part.sort_values(["model", "_t", "_m", x_name])
     return part[["model", "task", "method", *columns]].reset_index(drop=True)
 
@@ -56,8 +58,12 @@ def table1_exits(summary: pd.DataFrame) -> pd.DataFrame:
 
 def curve_points(summary: pd.DataFrame) -> pd.DataFrame:
     """Figs. 4-6 read at fixed speedups: mean and 95% CI over seeds."""
-    return _select(summary, "point", "speedup",
-                   ["lr", "speedup", "n", "mean", "std", "ci_half_width", "ci_low", "ci_high"])
+    return _select(
+        summary,
+        "point",
+        "speedup",
+        ["lr", "speedup", "n", "mean", "std", "ci_half_width", "ci_low", "ci_high"],
+    )
 
 
 def curve_grid(summary: pd.DataFrame) -> pd.DataFrame:
@@ -84,8 +90,14 @@ def chosen_lr_table(search: pd.DataFrame) -> pd.DataFrame:
             lrs = {m: sub[(sub["task"] == task) & (sub["method"] == m)]["lr"] for m in methods}
             lr = {m: float(v.iloc[0]) if len(v) else math.nan for m, v in lrs.items()}
             cell = "\\".join(_lr_text(lr.get(m, math.nan)) for m in METHOD_LABELS)
-            rows.append({"model": model, "task": task, **{f"lr_{m}": lr[m] for m in methods},
-                         "ee_mm_sweet_1e-5": cell})
+            rows.append(
+                {
+                    "model": model,
+                    "task": task,
+                    **{f"lr_{m}": lr[m] for m in methods},
+                    "ee_mm_sweet_1e-5": cell,
+                }
+            )
     return pd.DataFrame(rows, columns=["model", "task", *[f"lr_{m}" for m in methods], "ee_mm_sweet_1e-5"])
 
 
@@ -102,21 +114,50 @@ def runs_table(runs: Sequence[Run], chosen: dict, roots: Sequence[Path]) -> pd.D
     rows = []
     for run in runs:
         last = run.individual_scores[max(run.individual_scores)] if run.individual_scores else math.nan
-        rows.append({
-            "run": _relative(run.path, roots), "status": run.status, "method": run.method, "model": run.model,
-            "task": run.task, "lr": run.lr, "seed": run.seed,
-            "auc": 100 * run.auc if run.auc is not None else math.nan, "last_exit": 100 * last,
-            "chosen": run.status == "completed" and chosen.get((run.model, run.method, run.task)) == run.lr,
-            "collapsed": "; ".join(f"{split}:L{layer}" for split, layer in run.collapsed),
-            "error": run.error.splitlines()[-1] if run.error else "", "note": run.note,
-            # below the working directory, the folder as seen from there: a report made from a
-            # checkout names the same paths on every machine
-            "path": _relative(run.path, [Path.cwd()]),
-        })
-    table = pd.DataFrame(rows, columns=["run", "status", "method", "model", "task", "lr", "seed", "auc",
-                                        "last_exit", "chosen", "collapsed", "error", "note", "path"])
+        rows.append(
+            {
+                "run": _relative(run.path, roots),
+                "status": run.status,
+                "method": run.method,
+                "model": run.model,
+                "task": run.task,
+                "lr": run.lr,
+                "seed": run.seed,
+                "auc": 100 * run.auc if run.auc is not None else math.nan,
+                "last_exit": 100 * last,
+                "chosen": run.status == "completed"
+                and chosen.get((run.model, run.method, run.task)) == run.lr,
+                "collapsed": "; ".join(f"{split}:L{layer}" for split, layer in run.collapsed),
+                "error": run.error.splitlines()[-1] if run.error else "",
+                "note": run.note,
+                # below the working directory, the folder as seen from there: a report made from a
+                # checkout names the same paths on every machine
+                "path": _relative(run.path, [Path.cwd()]),
+            }
+        )
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "run",
+            "status",
+            "method",
+            "model",
+            "task",
+            "lr",
+            "seed",
+            "auc",
+            "last_exit",
+            "chosen",
+            "collapsed",
+            "error",
+            "note",
+            "path",
+        ],
+    )
     # runs that need attention first, then by experiment axes (job folder names sort 0, 1, 10, 11, 2 ...)
     order = {s: i for i, s in enumerate(("failed", "missing", "incomplete", "completed"))}
     keys = table.assign(_s=table["status"].map(order))
-    keys = keys.sort_values(["_s", "model", "task", "method", "lr", "seed", "run"], na_position="last", kind="stable")
+    keys = keys.sort_values(
+        ["_s", "model", "task", "method", "lr", "seed", "run"], na_position="last", kind="stable"
+    )
     return table.loc[keys.index].reset_index(drop=True)

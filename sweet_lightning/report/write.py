@@ -38,9 +38,16 @@ def methods_line(methods: Sequence[str], left_out: Sequence[Run]) -> str:
     return text + f"{len(left_out)} {runs} of {len(counts)} other {kinds} left out ({others})"
 
 
-def write_report(runs: Sequence[Run], out: Path, sources: Sequence[Path], speedups: Sequence[float] | None = None,
-                 mixed: Sequence[str] = (), select_on: str = "calibration", methods: str = "",
-                 title: str = DEFAULT_TITLE) -> list[Path]:
+def write_report(
+    runs: Sequence[Run],
+    out: Path,
+    sources: Sequence[Path],
+    speedups: Sequence[float] | None = None,
+    mixed: Sequence[str] = (),
+    select_on: str = "calibration",
+    methods: str = "",
+    title: str = DEFAULT_TITLE,
+) -> list[Path]:
     """Write report.md, the CSV tables and curves_<model>.png and exits_<model>.png per model; return the paths.
     `select_on`: the split whose AUC chooses each group's lr (aggregate.lr_search); `methods`: the
     `methods_line` of a `--methods` filter (runs holds the kept runs only), empty without one;
@@ -65,11 +72,22 @@ def write_report(runs: Sequence[Run], out: Path, sources: Sequence[Path], speedu
         # 10 significant digits: exact enough to recompute from, without float noise like 56.00000000000001
         frame.to_csv(out / name, index=False, float_format="%.10g")
         written.append(out / name)
-    figures = write_figures(frames["curve_grid.csv"], frames["curve_points.csv"], out, frames["table1_exits.csv"])
+    figures = write_figures(
+        frames["curve_grid.csv"], frames["curve_points.csv"], out, frames["table1_exits.csv"]
+    )
     inputs = ReportInputs(
-        sources=sources, summary_line=summary_line(runs), runs=frames["runs.csv"],
-        chosen_lr=frames["chosen_lr.csv"], table1=frames["table1_exits.csv"], points=frames["curve_points.csv"],
-        auc=frames["auc.csv"], figures=figures, notes=notes, mixed=list(mixed), select_on=select_on, title=title,
+        sources=sources,
+        summary_line=summary_line(runs),
+        runs=frames["runs.csv"],
+        chosen_lr=frames["chosen_lr.csv"],
+        table1=frames["table1_exits.csv"],
+        points=frames["curve_points.csv"],
+        auc=frames["auc.csv"],
+        figures=figures,
+        notes=notes,
+        mixed=list(mixed),
+        select_on=select_on,
+        title=title,
         methods=methods,
     )
     (out / "report.md").write_text(render(inputs))
@@ -108,7 +126,9 @@ class ReportInputs:
 
 
 def fmt(value: float, digits: int = 1) -> str:
-    return DASH if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    return (
+        DASH if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    )
 
 
 def md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -127,8 +147,14 @@ def _cell(mean: float, spread: float, collapsed: int = 0) -> str:
     return f"{mean:.1f} ± {fmt(spread)}" + (" †" if collapsed else "")
 
 
-def _task_tables(table: pd.DataFrame, model: str, x_name: str, x_label: Callable, cell: Callable,
-                 auc: Callable[[str, str], str] | None = None) -> list[str]:
+def _task_tables(
+    table: pd.DataFrame,
+    model: str,
+    x_name: str,
+    x_label: Callable,
+    cell: Callable,
+    auc: Callable[[str, str], str] | None = None,
+) -> list[str]:
     """One Markdown table per task of a model, the average over tasks first: a row per method (its
     label, seeds, a `cell` per x, and its `auc(task, method)` when given)."""
     lines = []
@@ -151,7 +177,9 @@ def _task_tables(table: pd.DataFrame, model: str, x_name: str, x_label: Callable
 
 
 def _exit_section(table1: pd.DataFrame, model: str) -> list[str]:
-    return _task_tables(table1, model, "layer", lambda x: f"L{x}", lambda r: _cell(r["mean"], r["std"], r["collapsed"]))
+    return _task_tables(
+        table1, model, "layer", lambda x: f"L{x}", lambda r: _cell(r["mean"], r["std"], r["collapsed"])
+    )
 
 
 def _curve_section(points: pd.DataFrame, auc: pd.DataFrame, model: str) -> list[str]:
@@ -161,14 +189,26 @@ def _curve_section(points: pd.DataFrame, auc: pd.DataFrame, model: str) -> list[
         row = auc[(auc["task"] == task) & (auc["method"] == method)]
         return _cell(row["mean"].iloc[0], row["ci_half_width"].iloc[0]) if len(row) else DASH
 
-    return _task_tables(points, model, "speedup", lambda x: f"×{speedup_label(x)}",
-                        lambda r: _cell(r["mean"], r["ci_half_width"]), auc_cell)
+    return _task_tables(
+        points,
+        model,
+        "speedup",
+        lambda x: f"×{speedup_label(x)}",
+        lambda r: _cell(r["mean"], r["ci_half_width"]),
+        auc_cell,
+    )
 
 
 def render(inputs: ReportInputs) -> str:
     runs = inputs.runs
-    lines = [f"# {inputs.title}", "", inputs.summary_line, "",
-             "Sweeps: " + ", ".join(f"`{p}`" for p in inputs.sources), ""]
+    lines = [
+        f"# {inputs.title}",
+        "",
+        inputs.summary_line,
+        "",
+        "Sweeps: " + ", ".join(f"`{p}`" for p in inputs.sources),
+        "",
+    ]
     if inputs.methods:  # a filtered report says so, or a reader would take it for the whole sweep
         lines += [f"Methods (`--methods`): {inputs.methods}.", ""]
     if inputs.mixed:
@@ -180,21 +220,36 @@ def render(inputs: ReportInputs) -> str:
         lines += ["None: every run found completed.", ""]
     else:
         header = ["run", "status", "method", "model", "task", "lr", "seed", "error / note"]
-        rows = [[r.run, r.status, r.method, r.model, r.task, r.lr, r.seed, r.error or r.note]
-                for r in attention.itertuples()]
+        rows = [
+            [r.run, r.status, r.method, r.model, r.task, r.lr, r.seed, r.error or r.note]
+            for r in attention.itertuples()
+        ]
         lines += [md_table(header, rows), ""]
     lines += [METHOD_NOTE.format(selection=SELECTION_TEXT[inputs.select_on]), ""]
     if inputs.notes:
         lines += ["Notes:", ""] + [f"- {note}" for note in inputs.notes] + [""]
 
-    lines += [f"## Chosen learning rates (Table 2 style, ×1e-5, EE\\MM\\SWEET; selected on {inputs.select_on})", ""]
+    lines += [
+        f"## Chosen learning rates (Table 2 style, ×1e-5, EE\\MM\\SWEET; selected on {inputs.select_on})",
+        "",
+    ]
     chosen = inputs.chosen_lr
-    lines += [md_table(["model", "task", "EE\\MM\\SWEET"],
-                       [[r["model"], r["task"], r["ee_mm_sweet_1e-5"]] for _, r in chosen.iterrows()]), ""]
+    lines += [
+        md_table(
+            ["model", "task", "EE\\MM\\SWEET"],
+            [[r["model"], r["task"], r["ee_mm_sweet_1e-5"]] for _, r in chosen.iterrows()],
+        ),
+        "",
+    ]
     models = sorted(set(inputs.table1["model"]) | set(inputs.points["model"]))
     labels = ", ".join(f"{label} = {METHOD_NAMES[m]}" for m, label in METHOD_LABELS.items())
     where = f"lr selected on {inputs.select_on}"
-    lines += [f"## Individual exits (Table 1 style: mean ± std over seeds; {where})", "", f"Methods: {labels}.", ""]
+    lines += [
+        f"## Individual exits (Table 1 style: mean ± std over seeds; {where})",
+        "",
+        f"Methods: {labels}.",
+        "",
+    ]
     for model in models:
         figure = next((f for f in inputs.figures if f.name == f"exits_{model}.png"), None)
         lines += [f"![{model} individual exits]({figure.name})", ""] if figure else []
@@ -210,13 +265,50 @@ def render(inputs: ReportInputs) -> str:
     if flagged.empty:
         lines += ["No exit was flagged as collapsed.", ""]
     else:
-        rows = [[r.run, r.method, r.model, r.task, r.lr, r.seed, "yes" if r.chosen else "no", r.collapsed]
-                for r in flagged.itertuples()]
-        lines += [md_table(["run", "method", "model", "task", "lr", "seed", "in tables", "collapsed (split:layer)"],
-                           rows), ""]
+        rows = [
+            [r.run, r.method, r.model, r.task, r.lr, r.seed, "yes" if r.chosen else "no", r.collapsed]
+            for r in flagged.itertuples()
+        ]
+        lines += [
+            md_table(
+                ["run", "method", "model", "task", "lr", "seed", "in tables", "collapsed (split:layer)"], rows
+            ),
+            "",
+        ]
     lines += ["## All runs", ""]
-    rows = [[r.run, r.status, r.method, r.model, r.task, r.lr, r.seed, fmt(r.auc), "yes" if r.chosen else "",
-             r.collapsed, r.error or r.note] for r in runs.itertuples()]
-    lines += [md_table(["run", "status", "method", "model", "task", "lr", "seed", "AUC", "chosen lr",
-                        "collapsed", "error / note"], rows), ""]
+    rows = [
+        [
+            r.run,
+            r.status,
+            r.method,
+            r.model,
+            r.task,
+            r.lr,
+            r.seed,
+            fmt(r.auc),
+            "yes" if r.chosen else "",
+            r.collapsed,
+            r.error or r.note,
+        ]
+        for r in runs.itertuples()
+    ]
+    lines += [
+        md_table(
+            [
+                "run",
+                "status",
+                "method",
+                "model",
+                "task",
+                "lr",
+                "seed",
+                "AUC",
+                "chosen lr",
+                "collapsed",
+                "error / note",
+            ],
+            rows,
+        ),
+        "",
+    ]
     return "\n".join(lines)
