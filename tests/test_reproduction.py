@@ -12,7 +12,12 @@ import pytest
 from conftest import REPO
 
 REPORTS = {
-    "reproduction": (["results/cpu_repro"], ["--methods", "early_exit", "sweet", "cascade"]),
+    # the complete tasks only (docs/reproduction.md names them): a task still missing seeds would
+    # shrink the average over tasks to the seeds every task has
+    "reproduction": (
+        [f"results/cpu_repro/{task}" for task in ("sst2", "mrpc", "cola", "rte")],
+        ["--methods", "early_exit", "sweet", "cascade"],
+    ),
     "strategies": (
         ["results/cpu_repro/sst2", "results/cpu_repro/mrpc"],
         ["--title", "Early-exit training strategies"],
