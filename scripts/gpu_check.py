@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sweet_lightning.evaluation import simulate_exits  # noqa: E402
+from sweet_lightning.evaluation.temperature import tempered_softmax  # noqa: E402
 from sweet_lightning.inference import AdaptiveClassifier  # noqa: E402
 from sweet_lightning.inference.inputs import read_texts  # noqa: E402
 from sweet_lightning.run_record import RunRecord, load_logits  # noqa: E402
@@ -122,9 +123,7 @@ def check_run(method: str, run_dir: Path, wall: float, args: argparse.Namespace)
     temps = np.asarray(record.temperatures)
     # a threshold that splits the rows between early and late exits: the middle of the widest gap
     # between first-exit confidences in their middle fifth, so that float noise flips no row
-    scaled = cached["logits"][0] / temps[0]
-    probs = np.exp(scaled - scaled.max(-1, keepdims=True))
-    conf = np.sort((probs / probs.sum(-1, keepdims=True)).max(-1))
+    conf = np.sort(tempered_softmax(cached["logits"][0], temps[0]).max(-1))
     middle = conf[int(0.4 * len(conf)) : int(0.6 * len(conf)) + 1]
     gap = int(np.argmax(np.diff(middle)))
     threshold = float((middle[gap] + middle[gap + 1]) / 2)
