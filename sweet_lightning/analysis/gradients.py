@@ -238,7 +238,7 @@ OWN_KEYS = ("steps", "batches", "train_size", "output_dir")  # conf/analysis_gra
 def alignment_summary(report: dict) -> dict[str, dict[str, float]]:
     """The paper's reading of Fig. 3 from a gradients.json: at each measured layer, the layer's own
     classifier against later ones ("current_vs_future") and later classifiers among themselves
-    ("future_vs_future"), each as the mean, min and count of the cells over every batch. Cells
+    ("future_vs_future"), each as the mean, min, max and count of the cells over every batch. Cells
     with "no gradient" (SWEET) are left out."""
     own = {layer: i + 1 for i, layer in enumerate(report["exit_layers"])}
     groups: dict[str, list[float]] = {"current_vs_future": [], "future_vs_future": []}
@@ -251,7 +251,9 @@ def alignment_summary(report: dict) -> dict[str, dict[str, float]]:
                         value
                     )
     return {
-        name: {"mean": sum(v) / len(v), "min": min(v), "cells": len(v)} for name, v in groups.items() if v
+        name: {"mean": sum(v) / len(v), "min": min(v), "max": max(v), "cells": len(v)}
+        for name, v in groups.items()
+        if v
     }
 
 
