@@ -29,7 +29,6 @@ the tables print as "–".
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -73,14 +72,6 @@ class Summary:
     std: float  # sample std (ddof=1)
     half_width: float  # of the 95% CI for the mean
 
-    @property
-    def ci_low(self) -> float:
-        return self.mean - self.half_width
-
-    @property
-    def ci_high(self) -> float:
-        return self.mean + self.half_width
-
 
 def summarize(values: Sequence[float]) -> Summary:
     """Summary over seeds; a NaN among the values (e.g. a speedup one seed's curve never
@@ -117,42 +108,31 @@ def unselectable(runs: Sequence[Run], on: str) -> list[Run]:
 def lr_search(runs: Sequence[Run], on: str = "calibration") -> pd.DataFrame:
     """One row per (model, method, task, lr): seeds, mean and std of the selection split's AUC (x100),
     and `chosen`. Completed runs without that AUC are left out (see `unselectable`)."""
-    if on not in SELECT_ON:
-        raise ValueError(f"select the lr on one of {', '.join(SELECT_ON)}, not {on!r}")
-    # lists, not dicts by seed: with --allow-mixed a repeated seed counts as it does everywhere else
-    aucs: dict[tuple[str, str, str, float], list[tuple[int, float]]] = defaultdict(list)
-    for run in runs:
-        value = selection_auc(run, on) if run.status == "completed" else None
-        if value is not None:
-            aucs[(str(run.model), str(run.method), str(run.task), float(run.lr))].append(
-                (run.seed, 100 * value)
-            )
-    rows = []
-    for (model, method, task, lr), pairs in aucs.items():
-        summary = summarize([value for _, value in pairs])
-        rows.append(
-            {
-                "model": model,
-                "method": method,
-                "task": task,
-                "lr": lr,
-                "n": summary.n,
-                "seeds": " ".join(str(s) for s, _ in sorted(pairs)),
-                "auc_mean": summary.mean,
-                "auc_std": summary.std,
-            }
-        )
     columns = ["model", "method", "task", "lr", "n", "seeds", "auc_mean", "auc_std", "chosen"]
-    if not rows:
+    # a row per run, not per seed: with --allow-mixed a repeated seed counts as it does everywhere else
+    aucs = pd.DataFrame(
+        [
+            (*run.group, float(run.lr), run.seed, 100 * selection_auc(run, on))
+            for run in runs
+            if run.status == "completed" and selection_auc(run, on) is not None
+        ],
+        columns=["method", "model", "task", "lr", "seed", "auc"],
+    )
+    if aucs.empty:
         return pd.DataFrame(columns=columns).astype({"chosen": bool})  # bool, so it can still index rows
-    table = pd.DataFrame(rows).sort_values(["model", "method", "task", "lr"], ignore_index=True)
+    rows = []
+    for (model, method, task, lr), group in aucs.groupby(["model", "method", "task", "lr"]):
+        summary = summarize(group["auc"])
+        seeds = " ".join(map(str, sorted(group["seed"])))
+        rows.append((model, method, task, lr, summary.n, seeds, summary.mean, summary.std))
+    table = pd.DataFrame(rows, columns=columns[:-1])
     best = (
         table.sort_values(["auc_mean", "lr"], ascending=[False, True])
         .groupby(["model", "method", "task"])
         .head(1)
     )
     table["chosen"] = table.index.isin(best.index)
-    return table[columns]
+    return table
 
 
 def chosen_lrs(search: pd.DataFrame) -> dict[GroupKey, float]:
@@ -163,19 +143,12 @@ def chosen_lrs(search: pd.DataFrame) -> dict[GroupKey, float]:
 def uneven_seed_notes(search: pd.DataFrame) -> list[str]:
     """Groups whose chosen lr rests on fewer seeds than another lr of the group: its mean AUC is
     less certain than the ones it beat, so the report says so."""
-    notes = []
-    for (model, method, task), group in search.groupby(["model", "method", "task"]):
-        chosen = group[group["chosen"]]
-        if chosen.empty:
-            continue
-        n_chosen, n_max = int(chosen["n"].iloc[0]), int(group["n"].max())
-        if n_chosen < n_max:
-            lr = float(chosen["lr"].iloc[0])
-            notes.append(
-                f"{method}/{model}/{task}: chosen lr {lr:g} has {n_chosen} completed seed(s), "
-                f"another lr has {n_max}"
-            )
-    return notes
+    search = search.assign(most=search.groupby(["model", "method", "task"])["n"].transform("max"))
+    fewer = search[search["chosen"] & (search["n"] < search["most"])]
+    return [
+        f"{r.method}/{r.model}/{r.task}: chosen lr {r.lr:g} has {r.n} completed seed(s), another lr has {r.most}"
+        for r in fewer.sort_values(["model", "method", "task"]).itertuples()
+    ]
 
 
 # ---- observations and their summaries -------------------------------------------------------------
@@ -193,8 +166,8 @@ def speedup_points(runs: Sequence[Run], override: Sequence[float] | None = None)
     """Fixed speedups for one model: (1/L_M, 1/4, 1/2, 3/4, 1), plus 11/8 and 7/4 if a cascade reaches them."""
     if override:
         return np.array(sorted(override), dtype=np.float64)
-    points = set(default_speedup_points(max(r.num_layers for r in runs)))
-    reach = max((r.curve.speedups.max() for r in runs if r.cost_model == "cascade"), default=0.0)
+    points = set(default_speedup_points(max(r.curve.num_layers for r in runs)))
+    reach = max((r.curve.speedups.max() for r in runs if r.curve.cost_model == "cascade"), default=0.0)
     points.update(x for x in CASCADE_EXTRA_SPEEDUPS if x <= reach)
     return np.array(sorted(points))
 
@@ -246,8 +219,8 @@ def _summary_row(values: Sequence[float]) -> dict:
         "mean": s.mean,
         "std": s.std,
         "ci_half_width": s.half_width,
-        "ci_low": s.ci_low,
-        "ci_high": s.ci_high,
+        "ci_low": s.mean - s.half_width,
+        "ci_high": s.mean + s.half_width,
     }
 
 
