@@ -1,20 +1,8 @@
-"""Find run directories under sweep folders, load their results.json and classify them.
-
-A run directory holds results.json or a Hydra `.hydra/` folder (run_record.find_run_dirs); each is a Run:
-- completed: results.json with status "completed" (or none) and a usable evaluation;
-- failed: status "failed" (its error is kept);
-- missing: `.hydra/` but no results.json (not finished, or killed);
-- incomplete: results.json that is unreadable, has another status, or lacks what the report
-  needs (identity keys, an evaluation or logits to recompute one).
-Every directory found ends up in runs.csv, unless `split_methods` leaves its method out (`--methods`).
-
-`mixed_config_problems` refuses to average completed runs that differ in more than lr and seed:
-- within a (method, model, task) group, every setting in Run.settings (results.json keys such as
-  max_epochs, train_size, exit_policy, calibration source, model_selection rule, plus the
-  method/model/optimizer/scheduler config) must agree;
-- within a model, the settings that make methods comparable (MODEL_KEYS) must agree across methods
-  and tasks, since Table 1 and the curves put them side by side;
-- a (method, model, task, lr, seed) may complete once only, or it would count a seed twice.
+"""Find run directories under sweep folders, load each as a Run of status completed, failed, missing
+or incomplete, and refuse to average runs that differ in more than lr and seed (`mixed_config_problems`).
+The statuses and the settings compared: docs/report.md ("Run status", "Mixed configurations").
+Nothing is dropped here: every directory found ends up in runs.csv, unless `split_methods` leaves
+its method out (`--methods`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .aggregate import AVERAGE
+from .aggregate import AVERAGE, is_chosen
 from .collect import Run
 
 METHOD_LABELS = {"early_exit": "EE", "cascade": "MM", "sweet": "SWEET"}  # paper Table 2 order
@@ -117,8 +117,7 @@ def runs_table(runs: Sequence[Run], chosen: dict, roots: Sequence[Path]) -> pd.D
                 "seed": run.seed,
                 "auc": 100 * run.auc if run.auc is not None else math.nan,
                 "last_exit": 100 * last,
-                "chosen": run.status == "completed"
-                and chosen.get((run.model, run.method, run.task)) == run.lr,
+                "chosen": is_chosen(run, chosen),
                 "collapsed": "; ".join(f"{split}:L{layer}" for split, layer in run.collapsed),
                 "error": run.error.splitlines()[-1] if run.error else "",
                 "note": run.note,
