@@ -135,7 +135,8 @@ def uneven_seed_notes(search: pd.DataFrame) -> list[str]:
     search = search.assign(most=search.groupby(["model", "method", "task"])["n"].transform("max"))
     fewer = search[search["chosen"] & (search["n"] < search["most"])]
     return [
-        f"{r.method}/{r.model}/{r.task}: chosen lr {r.lr:g} has {r.n} completed seed(s), another lr has {r.most}"
+        f"{r.method}/{r.model}/{r.task}: chosen lr {r.lr:g} has {r.n} completed seed(s), "
+        f"another lr has {r.most}"
         for r in fewer.sort_values(["model", "method", "task"]).itertuples()
     ]
 
