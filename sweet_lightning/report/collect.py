@@ -162,19 +162,19 @@ def _completed_run(path: Path, record: RunRecord, config: dict, ident: dict) -> 
         evaluation, note = _recompute(path, record, split)
         if evaluation is None:
             return Run(path, "incomplete", **ident, split=split, note=note)
-    exit_layers = tuple(int(x) for x in record.exit_layers or evaluation["exit_layers"])
-    num_layers = int(record.num_layers or evaluation["num_layers"])
-    cost_model = record.cost_model or evaluation.get("cost_model") or "early_exit"
-    metric = record.metric or evaluation.get("metric") or "accuracy"
-    points = tuple(
-        CurvePoint(float(p["threshold"]), float(p["speedup"]), float(p["score"]), ())
-        for p in evaluation.get("curve") or []
-    )
-    if not points:
-        return Run(path, "incomplete", **ident, split=split, note=f"evaluation of {split} has no curve")
     curve = SpeedAccuracyCurve(
-        points, exit_layers, num_layers, cost_model, metric, str(evaluation.get("policy"))
+        exit_layers=tuple(int(x) for x in record.exit_layers or evaluation["exit_layers"]),
+        num_layers=int(record.num_layers or evaluation["num_layers"]),
+        cost_model=record.cost_model or evaluation.get("cost_model") or "early_exit",
+        metric=record.metric or evaluation.get("metric") or "accuracy",
+        policy=str(evaluation.get("policy")),
+        points=tuple(
+            CurvePoint(float(p["threshold"]), float(p["speedup"]), float(p["score"]), ())
+            for p in evaluation.get("curve") or []
+        ),
     )
+    if not curve.points:
+        return Run(path, "incomplete", **ident, split=split, note=f"evaluation of {split} has no curve")
     run_auc = evaluation.get("auc")
     calibration_auc = dig(evaluations, f"{CALIBRATION_SPLIT}.auc")
     return Run(

@@ -43,8 +43,7 @@ def draw_model_curves(
     points = points[points["model"] == model]
 
     def draw(ax, task: str, method: str, line: pd.DataFrame, style: dict) -> None:
-        line = line.sort_values("speedup")
-        line = line[line["mean"].notna()]
+        line = line.sort_values("speedup").dropna(subset=["mean"])
         if line.empty:
             return
         ax.plot(line["speedup"], line["mean"], **style, label=METHOD_NAMES.get(method, method))

@@ -52,8 +52,8 @@ def _select(summary: pd.DataFrame, quantity: str, x_name: str, columns: Sequence
 
 def table1_exits(summary: pd.DataFrame) -> pd.DataFrame:
     """Table 1: each exit alone, mean and std over seeds; `collapsed` counts seeds flagged."""
-    table = _select(summary, "exit", "layer", ["lr", "layer", "n", "mean", "std", "collapsed"])
-    return table.astype({"layer": int}) if not table.empty else table
+    columns = ["lr", "layer", "n", "mean", "std", "collapsed"]
+    return _select(summary, "exit", "layer", columns).astype({"layer": int})
 
 
 def curve_points(summary: pd.DataFrame) -> pd.DataFrame:

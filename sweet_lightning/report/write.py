@@ -137,7 +137,7 @@ def _task_tables(
         rows = []
         for method in method_order(list(part["method"].unique())):
             by_x = part[part["method"] == method].set_index(x_name)
-            row = [METHOD_LABELS.get(method, method), int(by_x["n"].max()) if len(by_x) else 0]
+            row = [METHOD_LABELS.get(method, method), int(by_x["n"].max())]
             row += [_cell(by_x.loc[x], spread) if x in by_x.index else DASH for x in xs]
             if auc is not None:
                 own = auc[(auc["model"] == model) & (auc["task"] == task) & (auc["method"] == method)]
