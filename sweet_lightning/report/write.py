@@ -94,7 +94,7 @@ How the numbers are made (details in docs/report.md):
 - average over tasks: per seed, the mean over the model's tasks; then mean, std and CI over seeds;
 - `–`: undefined (one seed: no std or CI; a speedup some seed's curve does not reach);
   `†`: an exit flagged as collapsed (one class, or majority-class accuracy) in at least one seed."""
-RUN_COLUMNS = ["run", "status", "method", "model", "task", "lr", "seed"]  # of runs.csv, in report.md
+RUN_COLUMNS = ["run", "status", "method", "model", "task", "lr", "seed"]  # runs.csv columns report.md shows
 
 
 def fmt(value: float) -> str:
