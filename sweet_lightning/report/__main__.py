@@ -75,17 +75,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return cli.run_command(build_parser(), report, argv, errors=())
 
 
+def say(message: str) -> None:
+    print(f"report: {message}", file=sys.stderr)
+
+
 def report(args: argparse.Namespace) -> int:
     absent = [str(p) for p in args.sweeps if not p.is_dir()]
     if absent:
-        print(f"report: not a directory: {', '.join(absent)}", file=sys.stderr)
+        say(f"not a directory: {', '.join(absent)}")
         return 2
     run_dirs = find_run_dirs(args.sweeps)
     if not run_dirs:
-        print(
-            f"report: no run directory (results.json or .hydra/) under {', '.join(map(str, args.sweeps))}",
-            file=sys.stderr,
-        )
+        say(f"no run directory (results.json or .hydra/) under {', '.join(map(str, args.sweeps))}")
         return 2
     bar = tqdm(run_dirs, desc="runs", unit="run", disable=cli.progress_disabled(args))
     runs = [load_run(path) for path in bar]
@@ -93,33 +94,30 @@ def report(args: argparse.Namespace) -> int:
     found = sorted({run.method for run in runs if run.method is not None})
     unmatched = [name for name in methods or () if name not in found]
     if unmatched:
-        print(
-            f"report: --methods {' '.join(unmatched)}: no run of {'that method' if len(unmatched) == 1 else 'these methods'}; "
-            f"methods found: {', '.join(found) or 'none'}",
-            file=sys.stderr,
+        which = "that method" if len(unmatched) == 1 else "these methods"
+        say(
+            f"--methods {' '.join(unmatched)}: no run of {which}; methods found: {', '.join(found) or 'none'}"
         )
         return 2
     # mixed-config checks and lr selection below see the kept runs only
     runs, left_out = split_methods(runs, methods)
-    print(f"report: {summary_line(runs)}", file=sys.stderr)
+    say(summary_line(runs))
     kept_line = methods_line(methods, left_out) if methods else ""
     if kept_line:
-        print(f"report: --methods {kept_line}", file=sys.stderr)
+        say(f"--methods {kept_line}")
     problems = mixed_config_problems(runs)
     if problems and not args.allow_mixed:
-        print(
-            f"report: refusing to average mixed configurations: {'; '.join(problems)} "
-            "(rerun with --allow-mixed to average anyway)",
-            file=sys.stderr,
+        say(
+            f"refusing to average mixed configurations: {'; '.join(problems)} "
+            "(rerun with --allow-mixed to average anyway)"
         )
         return 2
     lacking = unselectable(runs, args.select_lr_on)
     if lacking:
-        print(
-            f"report: {len(lacking)} completed run(s) have no AUC on the calibration hold-out to select lrs on "
+        say(
+            f"{len(lacking)} completed run(s) have no AUC on the calibration hold-out to select lrs on "
             f"(trained with calibration=dev, or before it was recorded), e.g. {lacking[0].path}; "
-            "rerun with --select-lr-on dev to select on dev (paper App. A)",
-            file=sys.stderr,
+            "rerun with --select-lr-on dev to select on dev (paper App. A)"
         )
         return 2
     written = write_report(
@@ -132,14 +130,14 @@ def report(args: argparse.Namespace) -> int:
         methods=kept_line,
         title=args.title,
     )
-    print(f"report: wrote {len(written)} files to {args.out}/ (see {written[0]})", file=sys.stderr)
+    say(f"wrote {len(written)} files to {args.out}/ (see {written[0]})")
     if args.wandb:
         from sweet_lightning.wandb_logging import log_report
 
         run_dir = log_report(written, args.sweeps, args.out, mode=args.wandb)
-        print(f"report: W&B run ({args.wandb}) in {run_dir}", file=sys.stderr)
+        say(f"W&B run ({args.wandb}) in {run_dir}")
     if not any(run.status == "completed" for run in runs):
-        print("report: no completed run to report; report.md and runs.csv list the others", file=sys.stderr)
+        say("no completed run to report; report.md and runs.csv list the others")
         return 1
     return 0
 

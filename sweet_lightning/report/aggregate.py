@@ -1,35 +1,21 @@
-"""Step 2 of the report: choose each group's learning rate, then summarise the chosen runs over
-seeds (scores x100), per task and averaged over tasks.
-
-Learning-rate selection: per (method, model, task), the lr whose speed-accuracy curve has the
-largest AUC averaged over its completed seeds; ties go to the smaller lr. The AUC is read on one
-of two splits (`--select-lr-on`):
-- `calibration` (default): the hold-out of the training pool, which no table reports, so the
-  reported dev numbers are not the best of several tries on dev;
-- `dev`: the primary dev split, the one the tables report (paper App. A).
+"""Step 2 of the report: choose each (method, model, task)'s learning rate, then summarise the
+chosen runs over seeds (scores x100), per task and averaged over tasks. The rules, and why:
+docs/report.md, "How numbers are computed". In short:
+- the lr with the largest AUC averaged over its completed seeds, ties to the smaller lr, read on the
+  calibration hold-out (default: no table reports it, so the reported dev numbers are not the best
+  of several tries on dev) or on dev as the paper's App. A did (`--select-lr-on`);
+- the average over tasks is taken per seed (runs paired across tasks by seed value), then mean, std
+  and 95% t CI over those per-seed averages; a seed missing on some task is left out and noted;
+- anything undefined (n < 2 for the spread, a NaN among the values) is NaN, printed as "–".
 
 Observations come in four quantities: "exit" (x = exit layer, the exit alone),
 "point" (x = a fixed speedup, linearly interpolated on the curve), "grid" (x = a dense speedup
 grid for the figures) and "auc" (x = 0).
-
-Average over tasks: for each seed, the scores of that seed's runs are averaged over the
-model's tasks, and mean, std and CI are taken over those per-seed averages (so the std is
-the seed-to-seed spread of a task-averaged score, as in the paper's Table 1). Runs are paired
-across tasks by seed value (one seed draws one training sample per task, shared by methods);
-a seed that is missing for some task is left out of the average and named in the notes, and a
-method without chosen runs on some task of the model has no average at all.
-
-Statistics: mean, sample standard deviation and a 95% t confidence interval over seeds. The t
-quantile is tabulated (df 1..30, from the exact distribution) and beyond that taken from the
-Cornish-Fisher expansion (Abramowitz & Stegun 26.7.5, error < 1e-5 for df > 30), so the report
-needs no scipy. Anything undefined (n < 2 for the spread, a NaN among the values) is NaN, which
-the tables print as "–".
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,7 +39,9 @@ Z975 = 1.959963984540054
 
 
 def t_critical(df: int) -> float:
-    """Two-sided 95% critical value of Student's t with df degrees of freedom."""
+    """Two-sided 95% critical value of Student's t with df degrees of freedom: tabulated up to df 30,
+    beyond from the Cornish-Fisher expansion (Abramowitz & Stegun 26.7.5, error < 1e-5), so the
+    report needs no scipy."""
     if df < 1:
         raise ValueError(f"t distribution needs df >= 1, got {df}")
     if df <= len(T975):
@@ -72,14 +60,6 @@ class Summary:
     mean: float
     std: float  # sample std (ddof=1)
     half_width: float  # of the 95% CI for the mean
-
-    @property
-    def ci_low(self) -> float:
-        return self.mean - self.half_width
-
-    @property
-    def ci_high(self) -> float:
-        return self.mean + self.half_width
 
 
 def summarize(values: Sequence[float]) -> Summary:
@@ -117,42 +97,31 @@ def unselectable(runs: Sequence[Run], on: str) -> list[Run]:
 def lr_search(runs: Sequence[Run], on: str = "calibration") -> pd.DataFrame:
     """One row per (model, method, task, lr): seeds, mean and std of the selection split's AUC (x100),
     and `chosen`. Completed runs without that AUC are left out (see `unselectable`)."""
-    if on not in SELECT_ON:
-        raise ValueError(f"select the lr on one of {', '.join(SELECT_ON)}, not {on!r}")
-    # lists, not dicts by seed: with --allow-mixed a repeated seed counts as it does everywhere else
-    aucs: dict[tuple[str, str, str, float], list[tuple[int, float]]] = defaultdict(list)
-    for run in runs:
-        value = selection_auc(run, on) if run.status == "completed" else None
-        if value is not None:
-            aucs[(str(run.model), str(run.method), str(run.task), float(run.lr))].append(
-                (run.seed, 100 * value)
-            )
-    rows = []
-    for (model, method, task, lr), pairs in aucs.items():
-        summary = summarize([value for _, value in pairs])
-        rows.append(
-            {
-                "model": model,
-                "method": method,
-                "task": task,
-                "lr": lr,
-                "n": summary.n,
-                "seeds": " ".join(str(s) for s, _ in sorted(pairs)),
-                "auc_mean": summary.mean,
-                "auc_std": summary.std,
-            }
-        )
     columns = ["model", "method", "task", "lr", "n", "seeds", "auc_mean", "auc_std", "chosen"]
-    if not rows:
+    # a row per run, not per seed: with --allow-mixed a repeated seed counts as it does everywhere else
+    aucs = pd.DataFrame(
+        [
+            (*run.group, float(run.lr), run.seed, 100 * selection_auc(run, on))
+            for run in runs
+            if run.status == "completed" and selection_auc(run, on) is not None
+        ],
+        columns=["method", "model", "task", "lr", "seed", "auc"],
+    )
+    if aucs.empty:
         return pd.DataFrame(columns=columns).astype({"chosen": bool})  # bool, so it can still index rows
-    table = pd.DataFrame(rows).sort_values(["model", "method", "task", "lr"], ignore_index=True)
+    rows = []
+    for (model, method, task, lr), group in aucs.groupby(["model", "method", "task", "lr"]):
+        summary = summarize(group["auc"])
+        seeds = " ".join(map(str, sorted(group["seed"])))
+        rows.append((model, method, task, lr, summary.n, seeds, summary.mean, summary.std))
+    table = pd.DataFrame(rows, columns=columns[:-1])
     best = (
         table.sort_values(["auc_mean", "lr"], ascending=[False, True])
         .groupby(["model", "method", "task"])
         .head(1)
     )
     table["chosen"] = table.index.isin(best.index)
-    return table[columns]
+    return table
 
 
 def chosen_lrs(search: pd.DataFrame) -> dict[GroupKey, float]:
@@ -163,19 +132,13 @@ def chosen_lrs(search: pd.DataFrame) -> dict[GroupKey, float]:
 def uneven_seed_notes(search: pd.DataFrame) -> list[str]:
     """Groups whose chosen lr rests on fewer seeds than another lr of the group: its mean AUC is
     less certain than the ones it beat, so the report says so."""
-    notes = []
-    for (model, method, task), group in search.groupby(["model", "method", "task"]):
-        chosen = group[group["chosen"]]
-        if chosen.empty:
-            continue
-        n_chosen, n_max = int(chosen["n"].iloc[0]), int(group["n"].max())
-        if n_chosen < n_max:
-            lr = float(chosen["lr"].iloc[0])
-            notes.append(
-                f"{method}/{model}/{task}: chosen lr {lr:g} has {n_chosen} completed seed(s), "
-                f"another lr has {n_max}"
-            )
-    return notes
+    search = search.assign(most=search.groupby(["model", "method", "task"])["n"].transform("max"))
+    fewer = search[search["chosen"] & (search["n"] < search["most"])]
+    return [
+        f"{r.method}/{r.model}/{r.task}: chosen lr {r.lr:g} has {r.n} completed seed(s), "
+        f"another lr has {r.most}"
+        for r in fewer.sort_values(["model", "method", "task"]).itertuples()
+    ]
 
 
 # ---- observations and their summaries -------------------------------------------------------------
@@ -185,16 +148,17 @@ GRID_SIZE = 101
 KEYS = ["quantity", "model", "method", "task", "x"]
 
 
-def chosen_runs(runs: Sequence[Run], chosen: dict[GroupKey, float]) -> list[Run]:
-    return [r for r in runs if r.status == "completed" and chosen.get((r.model, r.method, r.task)) == r.lr]
+def is_chosen(run: Run, chosen: dict[GroupKey, float]) -> bool:
+    """Completed at its group's chosen lr: a run the tables and figures use."""
+    return run.status == "completed" and chosen.get((run.model, run.method, run.task)) == run.lr
 
 
 def speedup_points(runs: Sequence[Run], override: Sequence[float] | None = None) -> np.ndarray:
     """Fixed speedups for one model: (1/L_M, 1/4, 1/2, 3/4, 1), plus 11/8 and 7/4 if a cascade reaches them."""
     if override:
         return np.array(sorted(override), dtype=np.float64)
-    points = set(default_speedup_points(max(r.num_layers for r in runs)))
-    reach = max((r.curve.speedups.max() for r in runs if r.cost_model == "cascade"), default=0.0)
+    points = set(default_speedup_points(max(r.curve.num_layers for r in runs)))
+    reach = max((r.curve.speedups.max() for r in runs if r.curve.cost_model == "cascade"), default=0.0)
     points.update(x for x in CASCADE_EXTRA_SPEEDUPS if x <= reach)
     return np.array(sorted(points))
 
@@ -210,7 +174,7 @@ def observations(
     runs: Sequence[Run], chosen: dict[GroupKey, float], speedups: Sequence[float] | None = None
 ) -> pd.DataFrame:
     rows = []
-    picked = chosen_runs(runs, chosen)
+    picked = [run for run in runs if is_chosen(run, chosen)]
     for model in sorted({r.model for r in picked}):
         model_runs = [r for r in picked if r.model == model]
         points = speedup_points(model_runs, speedups)
@@ -218,36 +182,33 @@ def observations(
         for run in model_runs:
             base = {"model": model, "method": run.method, "task": run.task, "lr": run.lr, "seed": run.seed}
             flagged = {layer for split, layer in run.collapsed if split == run.split}
-            for layer, score in sorted(run.individual_scores.items()):
-                rows.append(
-                    {
-                        **base,
-                        "quantity": "exit",
-                        "x": float(layer),
-                        "value": 100 * score,
-                        "collapsed": layer in flagged,
-                    }
-                )
+            found = [  # (quantity, x, score, collapsed)
+                ("exit", float(layer), s, layer in flagged)
+                for layer, s in sorted(run.individual_scores.items())
+            ]
             for quantity, xs in (("point", points), ("grid", grid)):
-                values = interpolate_at(run.curve, xs)
-                rows.extend(
-                    {**base, "quantity": quantity, "x": float(x), "value": 100 * v, "collapsed": False}
-                    for x, v in zip(xs, values, strict=True)
-                )
-            rows.append({**base, "quantity": "auc", "x": 0.0, "value": 100 * run.auc, "collapsed": False})
-    columns = [*KEYS, "lr", "seed", "value", "collapsed"]
-    return pd.DataFrame(rows, columns=columns)
+                scores = interpolate_at(run.curve, xs)
+                found += [(quantity, float(x), s, False) for x, s in zip(xs, scores, strict=True)]
+            found.append(("auc", 0.0, run.auc, False))
+            rows += [
+                {**base, "quantity": q, "x": x, "value": 100 * s, "collapsed": c} for q, x, s, c in found
+            ]
+    return pd.DataFrame(rows, columns=[*KEYS, "lr", "seed", "value", "collapsed"])
 
 
-def _summary_row(values: Sequence[float]) -> dict:
+def _summary_row(key: Sequence, lr: float, values: Sequence[float], collapsed: int) -> dict:
+    """A row of the summaries: `key` (the values of KEYS), lr, the statistics over seeds, collapsed seeds."""
     s = summarize(values)
     return {
+        **dict(zip(KEYS, key, strict=True)),
+        "lr": lr,
         "n": s.n,
         "mean": s.mean,
         "std": s.std,
         "ci_half_width": s.half_width,
-        "ci_low": s.ci_low,
-        "ci_high": s.ci_high,
+        "ci_low": s.mean - s.half_width,
+        "ci_high": s.mean + s.half_width,
+        "collapsed": int(collapsed),
     }
 
 
@@ -255,14 +216,8 @@ def summarize_tasks(obs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, group in obs.groupby(KEYS, sort=True):
         lrs = group["lr"].unique()
-        rows.append(
-            {
-                **dict(zip(KEYS, key, strict=True)),
-                "lr": lrs[0] if lrs.size == 1 else math.nan,
-                **_summary_row(group["value"].to_numpy()),
-                "collapsed": int(group["collapsed"].sum()),
-            }
-        )
+        lr = lrs[0] if lrs.size == 1 else math.nan
+        rows.append(_summary_row(key, lr, group["value"].to_numpy(), group["collapsed"].sum()))
     return pd.DataFrame(rows)
 
 
@@ -299,18 +254,8 @@ def summarize_average(obs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             )
             flags = used.groupby(["quantity", "x"])["collapsed"].sum()
             for (quantity, x), values in per_seed.groupby(level=["quantity", "x"]):
-                rows.append(
-                    {
-                        "quantity": quantity,
-                        "model": model,
-                        "method": method,
-                        "task": AVERAGE,
-                        "x": x,
-                        "lr": math.nan,
-                        **_summary_row(values.to_numpy()),
-                        "collapsed": int(flags[(quantity, x)]),
-                    }
-                )
+                key = (quantity, model, method, AVERAGE, x)
+                rows.append(_summary_row(key, math.nan, values.to_numpy(), flags[(quantity, x)]))
     return pd.DataFrame(rows), notes
 
 

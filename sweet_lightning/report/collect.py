@@ -1,29 +1,15 @@
-"""Find run directories under sweep folders, load their results.json and classify them.
-
-A run directory is one holding results.json or a Hydra `.hydra/` folder (run_record.find_run_dirs). Each becomes a Run:
-- completed: results.json with status "completed" (or none) and a usable evaluation;
-- failed: status "failed" (its error is kept);
-- missing: `.hydra/` but no results.json (not finished, or killed);
-- incomplete: results.json that is unreadable, has another status, or lacks what the report
-  needs (identity keys, an evaluation or logits to recompute one).
-Nothing is dropped here: every directory found is returned and ends up in runs.csv, unless
-`split_methods` leaves out the runs of methods not asked for (`--methods`).
-
-Before runs are averaged, `mixed_config_problems` refuses those that differ in more than the swept
-learning rate and seed. Two levels are checked on completed runs:
-- within a (method, model, task) group, every setting collected in Run.settings (results.json
-  keys such as max_epochs, train_size, exit_layers, exit_policy, calibration source, model_selection
-  rule, plus the method/model/optimizer/scheduler config) must agree;
-- within a model, across methods and tasks, the settings that make methods comparable
-  (MODEL_KEYS) must agree, since Table 1 and the curves put them side by side.
-A (method, model, task, lr, seed) that completed twice is refused too: it would count a seed twice.
+"""Find run directories under sweep folders, load each as a Run of status completed, failed, missing
+or incomplete, and refuse to average runs that differ in more than lr and seed (`mixed_config_problems`).
+The statuses and the settings compared: docs/report.md ("Run status", "Mixed configurations").
+Nothing is dropped here: every directory found ends up in runs.csv, unless `split_methods` leaves
+its method out (`--methods`).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,18 +64,13 @@ class Run:
     task: str | None = None
     lr: float | None = None
     seed: int | None = None
-    metric: str | None = None
     split: str | None = None
-    exit_layers: tuple[int, ...] = ()
-    num_layers: int | None = None
-    cost_model: str | None = None
     settings: dict = field(default_factory=dict)  # what must agree before runs are averaged
     individual_scores: dict[int, float] = field(default_factory=dict)  # layer -> the exit's score alone
     curve: SpeedAccuracyCurve | None = None
     auc: float | None = None
-    calibration_auc: float | None = (
-        None  # AUC on the calibration hold-out (None: no hold-out, or an older run)
-    )
+    # AUC on the calibration hold-out (None: no hold-out, or an older run)
+    calibration_auc: float | None = None
     collapsed: tuple[tuple[str, int], ...] = ()  # (split, layer)
     error: str = ""
     note: str = ""
@@ -181,31 +162,27 @@ def _completed_run(path: Path, record: RunRecord, config: dict, ident: dict) -> 
         evaluation, note = _recompute(path, record, split)
         if evaluation is None:
             return Run(path, "incomplete", **ident, split=split, note=note)
-    exit_layers = tuple(int(x) for x in record.exit_layers or evaluation["exit_layers"])
-    num_layers = int(record.num_layers or evaluation["num_layers"])
-    cost_model = record.cost_model or evaluation.get("cost_model") or "early_exit"
-    metric = record.metric or evaluation.get("metric") or "accuracy"
-    points = tuple(
-        CurvePoint(float(p["threshold"]), float(p["speedup"]), float(p["score"]), ())
-        for p in evaluation.get("curve") or []
-    )
-    if not points:
-        return Run(path, "incomplete", **ident, split=split, note=f"evaluation of {split} has no curve")
     curve = SpeedAccuracyCurve(
-        points, exit_layers, num_layers, cost_model, metric, str(evaluation.get("policy"))
+        exit_layers=tuple(int(x) for x in record.exit_layers or evaluation["exit_layers"]),
+        num_layers=int(record.num_layers or evaluation["num_layers"]),
+        cost_model=record.cost_model or evaluation.get("cost_model") or "early_exit",
+        metric=record.metric or evaluation.get("metric") or "accuracy",
+        policy=str(evaluation.get("policy")),
+        points=tuple(
+            CurvePoint(float(p["threshold"]), float(p["speedup"]), float(p["score"]), ())
+            for p in evaluation.get("curve") or []
+        ),
     )
+    if not curve.points:
+        return Run(path, "incomplete", **ident, split=split, note=f"evaluation of {split} has no curve")
     run_auc = evaluation.get("auc")
     calibration_auc = dig(evaluations, f"{CALIBRATION_SPLIT}.auc")
     return Run(
         path,
         "completed",
         **ident,
-        metric=metric,
         split=split,
-        exit_layers=exit_layers,
-        num_layers=num_layers,
-        cost_model=cost_model,
-        settings=_settings(record, config, evaluation, split, exit_layers, num_layers, cost_model, metric),
+        settings=_settings(record, config, evaluation, split, curve),
         individual_scores={int(e["layer"]): float(e["score"]) for e in evaluation.get("exits") or []},
         curve=curve,
         auc=float(run_auc) if run_auc is not None else auc(curve),
@@ -236,20 +213,13 @@ def _recompute(path: Path, record: RunRecord, split: str) -> tuple[dict | None, 
 
 
 def _settings(
-    record: RunRecord,
-    config: dict,
-    evaluation: dict,
-    split: str,
-    exit_layers: tuple[int, ...],
-    num_layers: int,
-    cost_model: str,
-    metric: str,
+    record: RunRecord, config: dict, evaluation: dict, split: str, curve: SpeedAccuracyCurve
 ) -> dict:
     settings = {
-        "exit_layers": list(exit_layers),
-        "num_layers": num_layers,
-        "cost_model": cost_model,
-        "metric": metric,
+        "exit_layers": curve.exit_layers,  # compared as JSON text, where a tuple is a list
+        "num_layers": curve.num_layers,
+        "cost_model": curve.cost_model,
+        "metric": curve.metric,
         "primary_split": split,
         "exit_pooling": _stored(record, "exit_pooling", dig(config, "model.exit_pooling")),
         "max_epochs": _stored(record, "max_epochs", dig(config, "trainer.max_epochs")),
@@ -288,7 +258,7 @@ def split_methods(runs: Sequence[Run], methods: Sequence[str] | None) -> tuple[l
 
 
 # ---- may these runs be averaged? ----------------------------------------------------------------
-def _differing(runs: Sequence[Run], keys: Sequence[str]) -> dict[str, list[str]]:
+def _differing(runs: Sequence[Run], keys: Iterable[str]) -> dict[str, list[str]]:
     values: dict[str, set[str]] = defaultdict(set)
     for run in runs:
         for key in keys:
@@ -304,20 +274,18 @@ def _describe(diffs: dict[str, list[str]]) -> str:
 def mixed_config_problems(runs: Sequence[Run]) -> list[str]:
     """One short description per group that should not be averaged; empty when all is consistent."""
     completed = [run for run in runs if run.status == "completed"]
-    problems = []
     groups: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
+    by_model: dict[str, list[Run]] = defaultdict(list)
     for run in completed:
         groups[run.group].append(run)
+        by_model[str(run.model)].append(run)
+    problems = []
     reported: dict[str, set[str]] = defaultdict(set)  # model -> keys already named in a group
     for (method, model, task), group in sorted(groups.items()):
-        keys = sorted({key for run in group for key in run.settings})
-        diffs = _differing(group, keys)
+        diffs = _differing(group, {key for run in group for key in run.settings})
         if diffs:
             problems.append(f"{method}/{model}/{task} differs in {_describe(diffs)}")
             reported[model].update(diffs)
-    by_model: dict[str, list[Run]] = defaultdict(list)
-    for run in completed:
-        by_model[str(run.model)].append(run)
     for model, group in sorted(by_model.items()):
         diffs = {k: v for k, v in _differing(group, MODEL_KEYS).items() if k not in reported[model]}
         if diffs:

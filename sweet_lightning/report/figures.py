@@ -24,6 +24,7 @@ COLORS = {"early_exit": "tab:blue", "cascade": "tab:orange", "sweet": "tab:green
 # of one figure share a colour and the paper's three stand out
 OTHER_COLORS = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
 MAX_COLUMNS = 4
+LEGEND_WIDTH = 2.0  # inches added on the right for a legend beside the panels
 
 
 def method_styles(methods) -> dict[str, dict]:
@@ -42,8 +43,7 @@ def draw_model_curves(
     points = points[points["model"] == model]
 
     def draw(ax, task: str, method: str, line: pd.DataFrame, style: dict) -> None:
-        line = line.sort_values("speedup")
-        line = line[line["mean"].notna()]
+        line = line.sort_values("speedup").dropna(subset=["mean"])
         if line.empty:
             return
         ax.plot(line["speedup"], line["mean"], **style, label=METHOD_NAMES.get(method, method))
@@ -91,13 +91,11 @@ def _per_task(
     tasks = task_order(list(table["task"].unique()))
     ncols = min(MAX_COLUMNS, max(len(tasks), 1))
     nrows = math.ceil(len(tasks) / ncols)
-    fig = fig if fig is not None else Figure()
-    fig.set_size_inches(4.2 * ncols, 3.4 * nrows)
     methods = method_order(list(table["method"].unique()))
     styles = method_styles(methods)
     outside = len(methods) > len(COLORS)
-    if outside:
-        fig.set_size_inches(4.2 * ncols + 2.0, 3.4 * nrows)
+    fig = fig if fig is not None else Figure()
+    fig.set_size_inches(4.2 * ncols + (LEGEND_WIDTH if outside else 0.0), 3.4 * nrows)
     for i, task in enumerate(tasks):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         for method in methods:
@@ -117,23 +115,18 @@ def _per_task(
             for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
                 legend.setdefault(label, handle)
         fig.legend(list(legend.values()), list(legend), loc="center right", fontsize="small")
-        fig.tight_layout(rect=(0, 0, 1 - 2.0 / fig.get_size_inches()[0], 1))
+        fig.tight_layout(rect=(0, 0, 1 - LEGEND_WIDTH / fig.get_size_inches()[0], 1))
     else:
         fig.tight_layout()
     return fig
 
 
-def write_figures(
-    grid: pd.DataFrame, points: pd.DataFrame, out: Path, table1: pd.DataFrame | None = None
-) -> list[Path]:
+def write_figures(grid: pd.DataFrame, points: pd.DataFrame, table1: pd.DataFrame, out: Path) -> list[Path]:
     paths = []
     for model in sorted(grid["model"].unique()):
-        path = out / f"curves_{model}.png"
-        draw_model_curves(grid, points, model).savefig(path, dpi=120)
-        paths.append(path)
-    if table1 is not None:
-        for model in sorted(table1["model"].unique()):
-            path = out / f"exits_{model}.png"
-            draw_model_exits(table1, model).savefig(path, dpi=120)
-            paths.append(path)
+        paths.append(out / f"curves_{model}.png")
+        draw_model_curves(grid, points, model).savefig(paths[-1], dpi=120)
+    for model in sorted(table1["model"].unique()):
+        paths.append(out / f"exits_{model}.png")
+        draw_model_exits(table1, model).savefig(paths[-1], dpi=120)
     return paths

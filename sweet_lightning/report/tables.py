@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .aggregate import AVERAGE
+from .aggregate import AVERAGE, is_chosen
 from .collect import Run
 
 METHOD_LABELS = {"early_exit": "EE", "cascade": "MM", "sweet": "SWEET"}  # paper Table 2 order
@@ -52,8 +52,8 @@ def _select(summary: pd.DataFrame, quantity: str, x_name: str, columns: Sequence
 
 def table1_exits(summary: pd.DataFrame) -> pd.DataFrame:
     """Table 1: each exit alone, mean and std over seeds; `collapsed` counts seeds flagged."""
-    table = _select(summary, "exit", "layer", ["lr", "layer", "n", "mean", "std", "collapsed"])
-    return table.astype({"layer": int}) if not table.empty else table
+    columns = ["lr", "layer", "n", "mean", "std", "collapsed"]
+    return _select(summary, "exit", "layer", columns).astype({"layer": int})
 
 
 def curve_points(summary: pd.DataFrame) -> pd.DataFrame:
@@ -76,7 +76,7 @@ def auc_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _lr_text(lr: float) -> str:
-    return "–" if lr is None or math.isnan(lr) else f"{lr / LR_UNIT:g}"
+    return "–" if math.isnan(lr) else f"{lr / LR_UNIT:g}"
 
 
 def chosen_lr_table(search: pd.DataFrame) -> pd.DataFrame:
@@ -87,17 +87,9 @@ def chosen_lr_table(search: pd.DataFrame) -> pd.DataFrame:
     for model in sorted(picked["model"].unique()):
         sub = picked[picked["model"] == model]
         for task in task_order(list(sub["task"].unique())):
-            lrs = {m: sub[(sub["task"] == task) & (sub["method"] == m)]["lr"] for m in methods}
-            lr = {m: float(v.iloc[0]) if len(v) else math.nan for m, v in lrs.items()}
+            lr = sub[sub["task"] == task].set_index("method")["lr"]
             cell = "\\".join(_lr_text(lr.get(m, math.nan)) for m in METHOD_LABELS)
-            rows.append(
-                {
-                    "model": model,
-                    "task": task,
-                    **{f"lr_{m}": lr[m] for m in methods},
-                    "ee_mm_sweet_1e-5": cell,
-                }
-            )
+            rows.append([model, task, *(lr.get(m, math.nan) for m in methods), cell])
     return pd.DataFrame(rows, columns=["model", "task", *[f"lr_{m}" for m in methods], "ee_mm_sweet_1e-5"])
 
 
@@ -125,8 +117,7 @@ def runs_table(runs: Sequence[Run], chosen: dict, roots: Sequence[Path]) -> pd.D
                 "seed": run.seed,
                 "auc": 100 * run.auc if run.auc is not None else math.nan,
                 "last_exit": 100 * last,
-                "chosen": run.status == "completed"
-                and chosen.get((run.model, run.method, run.task)) == run.lr,
+                "chosen": is_chosen(run, chosen),
                 "collapsed": "; ".join(f"{split}:L{layer}" for split, layer in run.collapsed),
                 "error": run.error.splitlines()[-1] if run.error else "",
                 "note": run.note,
@@ -135,25 +126,7 @@ def runs_table(runs: Sequence[Run], chosen: dict, roots: Sequence[Path]) -> pd.D
                 "path": _relative(run.path, [Path.cwd()]),
             }
         )
-    table = pd.DataFrame(
-        rows,
-        columns=[
-            "run",
-            "status",
-            "method",
-            "model",
-            "task",
-            "lr",
-            "seed",
-            "auc",
-            "last_exit",
-            "chosen",
-            "collapsed",
-            "error",
-            "note",
-            "path",
-        ],
-    )
+    table = pd.DataFrame(rows)  # never empty: the command stops when it finds no run
     # runs that need attention first, then by experiment axes (job folder names sort 0, 1, 10, 11, 2 ...)
     order = {s: i for i, s in enumerate(("failed", "missing", "incomplete", "completed"))}
     keys = table.assign(_s=table["status"].map(order))

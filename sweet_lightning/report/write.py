@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -49,14 +48,13 @@ def write_report(
     title: str = DEFAULT_TITLE,
 ) -> list[Path]:
     """Write report.md, the CSV tables and curves_<model>.png and exits_<model>.png per model; return the paths.
-    `select_on`: the split whose AUC chooses each group's lr (aggregate.lr_search); `methods`: the
-    `methods_line` of a `--methods` filter (runs holds the kept runs only), empty without one;
-    `title`: report.md's heading."""
+    `mixed`: the problems overridden with --allow-mixed; `select_on`: the split whose AUC chooses each
+    group's lr (aggregate.lr_search); `methods`: the `methods_line` of a `--methods` filter (runs holds
+    the kept runs only), empty without one; `title`: report.md's heading."""
     out.mkdir(parents=True, exist_ok=True)
     search = lr_search(runs, select_on)
     chosen = chosen_lrs(search)
     summary, notes = aggregate.summaries(aggregate.observations(runs, chosen, speedups))
-    notes = [*uneven_seed_notes(search), *notes]
     frames = {
         "runs.csv": tables.runs_table(runs, chosen, sources),
         "chosen_lr.csv": tables.chosen_lr_table(search),
@@ -66,32 +64,22 @@ def write_report(
         "curve_grid.csv": tables.curve_grid(summary),
         "auc.csv": tables.auc_table(summary),
     }
-    written = []
     for name, frame in frames.items():
         frame = frame.assign(lr_selected_on=select_on)  # every table says which lr selection made it
         # 10 significant digits: exact enough to recompute from, without float noise like 56.00000000000001
         frame.to_csv(out / name, index=False, float_format="%.10g")
-        written.append(out / name)
     figures = write_figures(
-        frames["curve_grid.csv"], frames["curve_points.csv"], out, frames["table1_exits.csv"]
+        frames["curve_grid.csv"], frames["curve_points.csv"], frames["table1_exits.csv"], out
     )
-    inputs = ReportInputs(
-        sources=sources,
-        summary_line=summary_line(runs),
-        runs=frames["runs.csv"],
-        chosen_lr=frames["chosen_lr.csv"],
-        table1=frames["table1_exits.csv"],
-        points=frames["curve_points.csv"],
-        auc=frames["auc.csv"],
-        figures=figures,
-        notes=notes,
-        mixed=list(mixed),
-        select_on=select_on,
-        title=title,
-        methods=methods,
-    )
-    (out / "report.md").write_text(render(inputs))
-    return [out / "report.md", *written, *figures]
+    head = [f"# {title}", "", summary_line(runs), "", "Sweeps: " + ", ".join(f"`{p}`" for p in sources), ""]
+    if methods:  # a filtered report says so, or a reader would take it for the whole sweep
+        head += [f"Methods (`--methods`): {methods}.", ""]
+    if mixed:
+        head += ["> **Warning: mixed configurations averaged (`--allow-mixed`).**", ""]
+        head += [f"> - {problem}" for problem in mixed] + [""]
+    notes = [*uneven_seed_notes(search), *notes]
+    (out / "report.md").write_text(render(head, frames, figures, notes, select_on))
+    return [out / "report.md", *(out / name for name in frames), *figures]
 
 
 # ---- report.md -----------------------------------------------------------------------------------
@@ -106,45 +94,27 @@ How the numbers are made (details in docs/report.md):
 - average over tasks: per seed, the mean over the model's tasks; then mean, std and CI over seeds;
 - `–`: undefined (one seed: no std or CI; a speedup some seed's curve does not reach);
   `†`: an exit flagged as collapsed (one class, or majority-class accuracy) in at least one seed."""
+RUN_COLUMNS = ["run", "status", "method", "model", "task", "lr", "seed"]  # runs.csv columns report.md shows
 
 
-@dataclass
-class ReportInputs:
-    sources: Sequence[Path]
-    summary_line: str
-    runs: pd.DataFrame
-    chosen_lr: pd.DataFrame
-    table1: pd.DataFrame
-    points: pd.DataFrame
-    auc: pd.DataFrame
-    figures: Sequence[Path] = ()
-    notes: Sequence[str] = ()
-    mixed: Sequence[str] = field(default_factory=list)  # problems overridden with --allow-mixed
-    select_on: str = "calibration"  # the split whose AUC chose the lrs
-    methods: str = ""  # methods_line of a --methods filter; empty: every method found
-    title: str = DEFAULT_TITLE
+def fmt(value: float) -> str:
+    return DASH if pd.isna(value) else f"{value:.1f}"
 
 
-def fmt(value: float, digits: int = 1) -> str:
-    return (
-        DASH if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-    )
-
-
-def md_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+def md_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     def clean(cell: object) -> str:
-        text = DASH if cell is None or (isinstance(cell, float) and math.isnan(cell)) else str(cell)
-        return text.replace("|", "\\|").replace("\n", " ")
+        return (DASH if pd.isna(cell) else str(cell)).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(map(clean, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(clean, row)) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def _cell(mean: float, spread: float, collapsed: int = 0) -> str:
-    if math.isnan(mean):
+def _cell(row: pd.Series, spread: str) -> str:
+    """A summary row's mean ± its `spread` column, † where some seed's exit collapsed."""
+    if math.isnan(row["mean"]):
         return DASH
-    return f"{mean:.1f} ± {fmt(spread)}" + (" †" if collapsed else "")
+    return f"{row['mean']:.1f} ± {fmt(row[spread])}" + (" †" if row.get("collapsed", 0) else "")
 
 
 def _task_tables(
@@ -152,11 +122,11 @@ def _task_tables(
     model: str,
     x_name: str,
     x_label: Callable,
-    cell: Callable,
-    auc: Callable[[str, str], str] | None = None,
+    spread: str,
+    auc: pd.DataFrame | None = None,
 ) -> list[str]:
     """One Markdown table per task of a model, the average over tasks first: a row per method (its
-    label, seeds, a `cell` per x, and its `auc(task, method)` when given)."""
+    label, seeds, a cell per x, and the cell of its row of `auc` when given)."""
     lines = []
     sub = table[table["model"] == model]
     for task in [AVERAGE] + [t for t in task_order(list(sub["task"].unique())) if t != AVERAGE]:
@@ -167,148 +137,68 @@ def _task_tables(
         rows = []
         for method in method_order(list(part["method"].unique())):
             by_x = part[part["method"] == method].set_index(x_name)
-            row = [METHOD_LABELS.get(method, method), int(by_x["n"].max()) if len(by_x) else 0]
-            row += [cell(by_x.loc[x]) if x in by_x.index else DASH for x in xs]
-            rows.append(row + ([auc(task, method)] if auc else []))
-        header = ["method", "seeds", *map(x_label, xs), *(["AUC"] if auc else [])]
+            row = [METHOD_LABELS.get(method, method), int(by_x["n"].max())]
+            row += [_cell(by_x.loc[x], spread) if x in by_x.index else DASH for x in xs]
+            if auc is not None:
+                own = auc[(auc["model"] == model) & (auc["task"] == task) & (auc["method"] == method)]
+                row.append(_cell(own.iloc[0], spread) if len(own) else DASH)
+            rows.append(row)
+        header = ["method", "seeds", *map(x_label, xs), *(["AUC"] if auc is not None else [])]
         title = "average over tasks" if task == AVERAGE else task
         lines += [f"#### {model} — {title}", "", md_table(header, rows), ""]
     return lines
 
 
-def _exit_section(table1: pd.DataFrame, model: str) -> list[str]:
-    return _task_tables(
-        table1, model, "layer", lambda x: f"L{x}", lambda r: _cell(r["mean"], r["std"], r["collapsed"])
-    )
-
-
-def _curve_section(points: pd.DataFrame, auc: pd.DataFrame, model: str) -> list[str]:
-    auc = auc[auc["model"] == model]
-
-    def auc_cell(task: str, method: str) -> str:
-        row = auc[(auc["task"] == task) & (auc["method"] == method)]
-        return _cell(row["mean"].iloc[0], row["ci_half_width"].iloc[0]) if len(row) else DASH
-
-    return _task_tables(
-        points,
-        model,
-        "speedup",
-        lambda x: f"×{speedup_label(x)}",
-        lambda r: _cell(r["mean"], r["ci_half_width"]),
-        auc_cell,
-    )
-
-
-def render(inputs: ReportInputs) -> str:
-    runs = inputs.runs
-    lines = [
-        f"# {inputs.title}",
-        "",
-        inputs.summary_line,
-        "",
-        "Sweeps: " + ", ".join(f"`{p}`" for p in inputs.sources),
-        "",
-    ]
-    if inputs.methods:  # a filtered report says so, or a reader would take it for the whole sweep
-        lines += [f"Methods (`--methods`): {inputs.methods}.", ""]
-    if inputs.mixed:
-        lines += ["> **Warning: mixed configurations averaged (`--allow-mixed`).**", ""]
-        lines += [f"> - {problem}" for problem in inputs.mixed] + [""]
+def render(
+    head: list[str], frames: dict[str, pd.DataFrame], figures: list[Path], notes: list[str], select_on: str
+) -> str:
+    """report.md: the `head` lines, then the tables (`frames`: the CSV tables by file name) and figures."""
+    runs = frames["runs.csv"]
+    runs = runs.assign(outcome=runs["error"].where(runs["error"] != "", runs["note"]))
     attention = runs[runs["status"] != "completed"]
-    lines += ["## Runs not in the tables (failed, missing, incomplete)", ""]
+    lines = [*head, "## Runs not in the tables (failed, missing, incomplete)", ""]
     if attention.empty:
         lines += ["None: every run found completed.", ""]
     else:
-        header = ["run", "status", "method", "model", "task", "lr", "seed", "error / note"]
-        rows = [
-            [r.run, r.status, r.method, r.model, r.task, r.lr, r.seed, r.error or r.note]
-            for r in attention.itertuples()
-        ]
-        lines += [md_table(header, rows), ""]
-    lines += [METHOD_NOTE.format(selection=SELECTION_TEXT[inputs.select_on]), ""]
-    if inputs.notes:
-        lines += ["Notes:", ""] + [f"- {note}" for note in inputs.notes] + [""]
+        rows = attention[[*RUN_COLUMNS, "outcome"]].itertuples(index=False)
+        lines += [md_table([*RUN_COLUMNS, "error / note"], rows), ""]
+    lines += [METHOD_NOTE.format(selection=SELECTION_TEXT[select_on]), ""]
+    if notes:
+        lines += ["Notes:", ""] + [f"- {note}" for note in notes] + [""]
 
-    lines += [
-        f"## Chosen learning rates (Table 2 style, ×1e-5, EE\\MM\\SWEET; selected on {inputs.select_on})",
-        "",
-    ]
-    chosen = inputs.chosen_lr
-    lines += [
-        md_table(
-            ["model", "task", "EE\\MM\\SWEET"],
-            [[r["model"], r["task"], r["ee_mm_sweet_1e-5"]] for _, r in chosen.iterrows()],
-        ),
-        "",
-    ]
-    models = sorted(set(inputs.table1["model"]) | set(inputs.points["model"]))
+    lines += [f"## Chosen learning rates (Table 2 style, ×1e-5, EE\\MM\\SWEET; selected on {select_on})", ""]
+    chosen = frames["chosen_lr.csv"][["model", "task", "ee_mm_sweet_1e-5"]]
+    lines += [md_table(["model", "task", "EE\\MM\\SWEET"], chosen.itertuples(index=False)), ""]
+    table1, points = frames["table1_exits.csv"], frames["curve_points.csv"]
+    models = sorted(set(table1["model"]) | set(points["model"]))
+    drawn = {figure.name for figure in figures}
     labels = ", ".join(f"{label} = {METHOD_NAMES[m]}" for m, label in METHOD_LABELS.items())
-    where = f"lr selected on {inputs.select_on}"
-    lines += [
-        f"## Individual exits (Table 1 style: mean ± std over seeds; {where})",
-        "",
-        f"Methods: {labels}.",
-        "",
-    ]
+    where = f"lr selected on {select_on}"
+    lines += [f"## Individual exits (Table 1 style: mean ± std over seeds; {where})", ""]
+    lines += [f"Methods: {labels}.", ""]
     for model in models:
-        figure = next((f for f in inputs.figures if f.name == f"exits_{model}.png"), None)
-        lines += [f"![{model} individual exits]({figure.name})", ""] if figure else []
-        lines += _exit_section(inputs.table1, model)
+        if f"exits_{model}.png" in drawn:
+            lines += [f"![{model} individual exits](exits_{model}.png)", ""]
+        lines += _task_tables(table1, model, "layer", lambda x: f"L{x}", "std")
     lines += [f"## Speed-accuracy curves (Figs. 4-6 style: mean ± 95% CI half-width over seeds; {where})", ""]
     for model in models:
-        figure = next((f for f in inputs.figures if f.name == f"curves_{model}.png"), None)
-        lines += [f"![{model} speed-accuracy curves]({figure.name})", ""] if figure else []
-        lines += _curve_section(inputs.points, inputs.auc, model)
+        if f"curves_{model}.png" in drawn:
+            lines += [f"![{model} speed-accuracy curves](curves_{model}.png)", ""]
+        lines += _task_tables(
+            points, model, "speedup", lambda x: f"×{speedup_label(x)}", "ci_half_width", frames["auc.csv"]
+        )
 
     flagged = runs[runs["collapsed"] != ""]
     lines += ["## Collapsed exits", ""]
     if flagged.empty:
         lines += ["No exit was flagged as collapsed.", ""]
     else:
-        rows = [
-            [r.run, r.method, r.model, r.task, r.lr, r.seed, "yes" if r.chosen else "no", r.collapsed]
-            for r in flagged.itertuples()
-        ]
-        lines += [
-            md_table(
-                ["run", "method", "model", "task", "lr", "seed", "in tables", "collapsed (split:layer)"], rows
-            ),
-            "",
-        ]
-    lines += ["## All runs", ""]
-    rows = [
-        [
-            r.run,
-            r.status,
-            r.method,
-            r.model,
-            r.task,
-            r.lr,
-            r.seed,
-            fmt(r.auc),
-            "yes" if r.chosen else "",
-            r.collapsed,
-            r.error or r.note,
-        ]
-        for r in runs.itertuples()
-    ]
-    lines += [
-        md_table(
-            [
-                "run",
-                "status",
-                "method",
-                "model",
-                "task",
-                "lr",
-                "seed",
-                "AUC",
-                "chosen lr",
-                "collapsed",
-                "error / note",
-            ],
-            rows,
-        ),
-        "",
-    ]
+        flagged = flagged.assign(chosen=flagged["chosen"].map({True: "yes", False: "no"}))
+        header = ["run", "method", "model", "task", "lr", "seed", "in tables", "collapsed (split:layer)"]
+        columns = ["run", "method", "model", "task", "lr", "seed", "chosen", "collapsed"]
+        lines += [md_table(header, flagged[columns].itertuples(index=False)), ""]
+    runs = runs.assign(auc=runs["auc"].map(fmt), chosen=runs["chosen"].map({True: "yes", False: ""}))
+    header = [*RUN_COLUMNS, "AUC", "chosen lr", "collapsed", "error / note"]
+    rows = runs[[*RUN_COLUMNS, "auc", "chosen", "collapsed", "outcome"]].itertuples(index=False)
+    lines += ["## All runs", "", md_table(header, rows), ""]
     return "\n".join(lines)
