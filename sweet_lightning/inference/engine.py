@@ -49,14 +49,13 @@ class AdaptiveEngine:
         net: MultiExitModel | CascadeModel,
         policy: str | ExitPolicy = "confidence",
         temperatures: Sequence[float] | None = None,
-        policy_kwargs: dict | None = None,
         bf16: bool = False,
         compile: bool = False,
     ):
         self.net = net.eval()
         self.cascade = isinstance(net, CascadeModel)
         self.num_exits = len(net.exit_layers)
-        self.policy = get_policy(policy, **(policy_kwargs or {}))
+        self.policy = get_policy(policy)
         temps = np.asarray([1.0] * self.num_exits if temperatures is None else temperatures, dtype=np.float64)
         if temps.shape != (self.num_exits,) or not np.all(np.isfinite(temps) & (temps > 0)):
             raise ValueError(
@@ -170,31 +169,25 @@ class AdaptiveEngine:
         """
         last = i == self.num_exits - 1
         if logits.shape == (1, 2) and (self._row_rule or last):
-            decided = self._decide_one_binary(i, logits, score, threshold)
-            if decided is _EVERY_ROW:
-                return _EVERY_ROW
-            if decided is not _UNDECIDED:
-                rows.record(i, *decided)
-                return None
+            raw = logits.tolist()[0]  # float32 (or bf16) values as Python floats: exact
+            if all(math.isfinite(x) for x in raw):  # else NumPy's NaN handling below applies
+                return self._decide_one_binary(i, raw, score, threshold, rows)
         if logits.dtype != torch.float32 or logits.device.type != "cpu":
             logits = logits.float().cpu()
         raw = logits.numpy()  # predictions: argmax of the raw logits, as simulated
         probs = tempered_softmax(raw, self.temperatures[i])  # the same arithmetic as simulate_exits
-        if last:
-            leave = None  # the last exit answers whatever is left
-        elif self._per_exit:
-            # the policy on this exit alone ([1, B, C]): row for row what it computes on [E, N, C]
-            scores = _sigmoid64(score)[None] if self._needs_scores and score is not None else None
-            leave = self.policy.may_exit(probs[None], threshold, scores)[0]
-        else:
-            # the policy sees this row's whole history (patience counts agreeing exits)
-            rows.probs.append(probs)
-            if score is not None:
-                rows.scores.append(_sigmoid64(score))
-            history = np.stack(rows.probs)
-            scores = np.stack(rows.scores) if len(rows.scores) == len(rows.probs) else None
-            leave = self.policy.may_exit(history, threshold, scores)[-1]
-        if leave is not None:
+        if not last:  # the last exit answers whatever is left
+            if self._per_exit:
+                # the policy on this exit alone ([1, B, C]): row for row what it computes on [E, N, C]
+                scores = _sigmoid64(score)[None] if self._needs_scores and score is not None else None
+                leave = self.policy.may_exit(probs[None], threshold, scores)[0]
+            else:
+                # the policy sees each row's whole history (patience counts agreeing exits)
+                rows.probs.append(probs)
+                if score is not None:
+                    rows.scores.append(_sigmoid64(score))
+                scores = np.stack(rows.scores) if len(rows.scores) == len(rows.probs) else None
+                leave = self.policy.may_exit(np.stack(rows.probs), threshold, scores)[-1]
             leaving = np.count_nonzero(leave)
             if leaving == 0:
                 return _EVERY_ROW
@@ -205,17 +198,13 @@ class AdaptiveEngine:
         rows.record(i, raw.argmax(axis=1), probs.max(axis=1))
         return None
 
-    def _decide_one_binary(self, i: int, logits: torch.Tensor, score: torch.Tensor | None, threshold: float):
-        """`_decide` for one row and two classes, on Python floats: at batch 1 each NumPy call
+    def _decide_one_binary(
+        self, i: int, raw: list[float], score: torch.Tensor | None, threshold: float, rows: _Rows
+    ) -> slice | None:
+        """`_decide` for one row of two finite logits, on Python floats: at batch 1 each NumPy call
         costs microseconds (cold caches after a layer), more than the arithmetic. `softmax_row` and
         the policy's `should_exit` repeat the NumPy path's IEEE operations in the same order, so
-        the same bits (tests/test_engine.py feeds it ties). Returns (prediction, confidence) when
-        the row leaves at exit i, `_EVERY_ROW` when it stays, and `_UNDECIDED` for non-finite
-        logits (NumPy's NaN handling then applies).
-        """
-        raw = logits.tolist()[0]  # float32 (or bf16) values as Python floats: exact
-        if not all(math.isfinite(x) for x in raw):
-            return _UNDECIDED
+        the same bits (tests/test_engine.py feeds it ties)."""
         probs = softmax_row(raw, float(self.temperatures[i]))
         if i < self.num_exits - 1:
             # sigmoid in float32 as the validation loop caches it
@@ -224,7 +213,8 @@ class AdaptiveEngine:
             )
             if not self.policy.should_exit(probs, threshold, exit_score):
                 return _EVERY_ROW
-        return raw.index(max(raw)), max(probs)  # argmax: the first of equal maxima
+        rows.record(i, raw.index(max(raw)), max(probs))  # argmax: the first of equal maxima
+        return None
 
 
 def _through(net: MultiExitModel, inputs: dict[str, torch.Tensor], head) -> tuple:
@@ -253,7 +243,6 @@ def _keep_rows(keep: torch.Tensor, tensors: dict[str, torch.Tensor]) -> dict[str
 
 
 _EVERY_ROW = slice(None)  # "all rows stay": as an index it would select them all
-_UNDECIDED = object()  # the one-row fast path leaves this case to the general one
 
 _INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
