@@ -167,8 +167,8 @@ def _from_run_dir(run_dir: Path) -> RunSource:
     candidates = []
     if record.checkpoint:
         ckpt = Path(record.checkpoint)
-        candidates += [ckpt, run_dir / ckpt] if not ckpt.is_absolute() else [ckpt]
-        candidates.append(run_dir / "checkpoints" / ckpt.name)  # run dir moved since training
+        # as recorded (run_dir / an absolute path is that path), then in a run dir moved since training
+        candidates += [ckpt, run_dir / ckpt, run_dir / "checkpoints" / ckpt.name]
     candidates.append(run_dir / "checkpoints" / "best.ckpt")
     candidates = list(dict.fromkeys(candidates))  # the same path may arise twice: list it once
     found = next((c for c in candidates if c.is_file()), None)
