@@ -11,11 +11,8 @@ Exit decisions are made by the evaluation package's own policy code on float64 c
 logits, with the same temperature and softmax arithmetic as `simulate_exits`, so the engine
 agrees with the simulation on cached logits row for row (tests/test_engine.py checks it).
 
-At batch 1 the per-exit overhead is paid once per exit per example, so it is kept small
-(docs/inference.md lists how): fast heads (`modeling.inference_heads`), a per-exit policy sees
-only the current exit, one row with two classes is decided on Python floats, nothing is
-gathered when no row leaves, and exits that cannot answer at this threshold
-(`policy.only_last_exit_answers`) run no head (a cascade: its smaller members do not run).
+At batch 1 the per-exit overhead is paid once per exit per example, so it is kept small; each
+shortcut is commented where it is taken, and docs/inference.md lists them.
 """
 
 from __future__ import annotations

@@ -152,6 +152,8 @@ def _method_of(ckpt: dict, run_method: str | None = None) -> str:
         return str(run_method)
     if any(key.startswith("net.members.") for key in ckpt["state_dict"]):
         return "cascade"
+    # in checkpoints that do not record their method only SWEET had `shared_pooler` (Early-Exit took
+    # it later, and from then on checkpoints record the method)
     return "sweet" if "shared_pooler" in ckpt["hyper_parameters"] else "early_exit"
 
 
