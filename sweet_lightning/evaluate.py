@@ -85,15 +85,10 @@ def build_parser() -> cli.Parser:
 
 
 def build_evaluation(opts: dict, calibration: str) -> AdaptiveEvaluation:
-    """The callback's evaluation with the command line's settings (it checks them)."""
-    return AdaptiveEvaluation(
-        policy=opts.get("exit_policy", "confidence"),
-        calibration=calibration,
-        thresholds=opts.get("thresholds"),
-        num_thresholds=opts.get("num_thresholds", 11),
-        speedup_points=opts.get("speedup_points"),
-        policy_kwargs=opts.get("policy_kwargs"),
-    )
+    """The callback's evaluation with the command line's settings (it checks them; unset ones keep
+    its defaults)."""
+    settings = {("policy" if k == "exit_policy" else k): v for k, v in opts.items() if k != "calibration"}
+    return AdaptiveEvaluation(calibration=calibration, **settings)
 
 
 def evaluate_run(run_dir: Path, **opts) -> dict[str, dict]:
@@ -112,8 +107,7 @@ def evaluate_run(run_dir: Path, **opts) -> dict[str, dict]:
         calibration = "dev"
     evaluation = build_evaluation(opts, calibration)
     report = evaluation.evaluate(spec, outputs)
-    out = run_dir / f"evaluation_{evaluation.policy}.json"
-    out.write_text(json.dumps(report, indent=2))
+    (run_dir / f"evaluation_{evaluation.policy}.json").write_text(json.dumps(report, indent=2))
     return report
 
 
@@ -123,7 +117,8 @@ def evaluate_many(roots: list[Path], opts: dict, disable: bool | None = None) ->
 
     from sweet_lightning.run_record import find_run_dirs
 
-    build_evaluation(opts, opts.get("calibration", "train_holdout"))  # bad settings fail before the loop
+    # bad settings fail before the loop
+    policy = build_evaluation(opts, opts.get("calibration", "train_holdout")).policy
     run_dirs = [d for d in find_run_dirs(roots) if (d / "results.json").exists()]
     if not run_dirs:
         where = ", ".join(map(str, roots))
@@ -143,10 +138,7 @@ def evaluate_many(roots: list[Path], opts: dict, disable: bool | None = None) ->
         aucs = ", ".join(f"{split} AUC={res['auc']:.4f}" for split, res in report.items())
         lines.append(f"{run_dir}: {aucs}")
     print("\n".join(lines))
-    print(
-        f"evaluated {len(run_dirs) - failed} of {len(run_dirs)} runs "
-        f"(evaluation_{opts.get('exit_policy', 'confidence')}.json in each)"
-    )
+    print(f"evaluated {len(run_dirs) - failed} of {len(run_dirs)} runs (evaluation_{policy}.json in each)")
     return 0 if failed < len(run_dirs) else 1
 
 

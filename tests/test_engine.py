@@ -175,18 +175,18 @@ def test_length_sorting_restores_input_order(modules, tokenizer):
 
 def decide_on_cached_logits(engine, logits, scores, threshold) -> tuple[np.ndarray, ...]:
     """The engine's decision code fed the given logits [E, N, C] (rows dropped as they leave)."""
-    from sweet_lightning.inference.engine import _EVERY_ROW, _Collector, _RowState
+    from sweet_lightning.inference.engine import _EVERY_ROW, _Rows
 
     n = logits.shape[1]
-    out, state, rows = _Collector(n), _RowState(n), np.arange(n)
+    state, rows = _Rows(n), np.arange(n)
     for i in range(logits.shape[0]):
         score = torch.from_numpy(scores[i, rows]) if scores is not None else None
-        keep = engine._decide(i, torch.from_numpy(logits[i, rows]), score, threshold, state, out)
+        keep = engine._decide(i, torch.from_numpy(logits[i, rows]), score, threshold, state)
         if keep is None:
             break
         if keep is not _EVERY_ROW:
             rows = rows[keep.numpy()]
-    return out.exit_index, out.predictions, out.confidence
+    return state.out.exit_index, state.out.predictions, state.out.confidence
 
 
 def invert_rule(monkeypatch, policy: str) -> None:

@@ -55,18 +55,10 @@ class Predictions:
 
     def records(self) -> list[dict]:
         """JSON-ready rows: label, label_id, exit (1-based), exit_layer, confidence."""
-        return [
-            {
-                "label": label,
-                "label_id": int(label_id),
-                "exit": int(index) + 1,
-                "exit_layer": int(layer),
-                "confidence": float(conf),
-            }
-            for label, label_id, index, layer, conf in zip(
-                self.labels, self.label_ids, self.exit_index, self.exit_layer, self.confidence, strict=True
-            )
-        ]
+        keys = ("label", "label_id", "exit", "exit_layer", "confidence")
+        arrays = (self.label_ids, self.exit_index + 1, self.exit_layer, self.confidence)
+        columns = (self.labels, *(a.tolist() for a in arrays))  # tolist: Python ints and floats
+        return [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 class AdaptiveClassifier:
@@ -88,6 +80,7 @@ class AdaptiveClassifier:
         self.tokenizer = tokenizer
         self.engine = AdaptiveEngine(module.net, policy, temperatures, bf16=bf16, compile=compile)
         self.policy = self.engine.policy
+        self.temperatures = self.engine.temperatures
         self.exit_layers = list(module.exit_layers)
         self.num_layers = int(module.num_layers)
         self.cost_model = module.cost_model
@@ -103,10 +96,6 @@ class AdaptiveClassifier:
                 f"(run_dir, '{CALIBRATION_SPLIT}'), or None (AdaptiveClassifier.from_checkpoint finds it in the run dir)."
             )
         self._calibration = calibration  # (run dir, split): read only when a target asks for it
-
-    @property
-    def temperatures(self) -> np.ndarray:
-        return self.engine.temperatures
 
     @classmethod
     def from_checkpoint(
@@ -125,10 +114,9 @@ class AdaptiveClassifier:
         logits; True / False override it."""
         source = path if isinstance(path, RunSource) else resolve_source(path)
         bf16 = source.bf16() if bf16 is None else bool(bf16)
-        module = load_module(source, device)
         split = source.calibration_split()
         return cls(
-            module,
+            load_module(source, device),
             load_tokenizer(source.pretrained),
             temperatures=source.temperatures,
             policy=policy or source.policy,
@@ -236,7 +224,7 @@ class AdaptiveClassifier:
         n = len(encodings)
         exit_index = np.zeros(n, dtype=np.int64)
         label_ids = np.zeros(n, dtype=np.int64)
-        confidence = np.zeros(n, dtype=np.float64)
+        confidence = np.zeros(n)
         batches = length_sorted_batches([len(e["input_ids"]) for e in encodings], batch_size)
         if progress:
             from tqdm import tqdm
@@ -244,11 +232,9 @@ class AdaptiveClassifier:
             batches = tqdm(batches, desc="predict", unit="batch", disable=None)  # None: on a terminal only
         for rows in batches:
             out = self.engine.run(self.collate([encodings[i] for i in rows]), threshold)
-            exit_index[rows], label_ids[rows], confidence[rows] = (
-                out.exit_index,
-                out.predictions,
-                out.confidence,
-            )
+            exit_index[rows] = out.exit_index
+            label_ids[rows] = out.predictions
+            confidence[rows] = out.confidence
         layer_speedup = (
             speedup(exit_index, self.exit_layers, self.num_layers, self.cost_model) if n else math.nan
         )
@@ -267,20 +253,17 @@ class AdaptiveClassifier:
         if isinstance(texts, str):
             raise ValueError("predict takes a list of texts, not one string: wrap it as [text]")
         parts = len(self.task.text_keys)
-        first, second = [], []
-        for i, text in enumerate(texts):
-            pieces = (text,) if isinstance(text, str) else tuple(text)
-            if len(pieces) != parts:
+        pieces = [(text,) if isinstance(text, str) else tuple(text) for text in texts]
+        for i, piece in enumerate(pieces):
+            if len(piece) != parts:
                 need = "one string" if parts == 1 else f"a pair ({', '.join(self.task.text_keys)})"
-                raise ValueError(f"input {i} has {len(pieces)} text(s); task {self.task.name} takes {need}")
-            first.append(pieces[0])
-            if parts == 2:
-                second.append(pieces[1])
-        if not first:
+                raise ValueError(f"input {i} has {len(piece)} text(s); task {self.task.name} takes {need}")
+        if not pieces:
             return []
-        enc = self.tokenizer(first, second or None, truncation=True, max_length=self.max_length)
+        columns = [list(column) for column in zip(*pieces, strict=True)]  # the first texts (and the second)
+        enc = self.tokenizer(*columns, truncation=True, max_length=self.max_length)
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-        return [{k: enc[k][i] for k in keys} for i in range(len(first))]
+        return [{k: enc[k][i] for k in keys} for i in range(len(pieces))]
 
     def collate(self, encodings: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         return dict(self.tokenizer.pad(encodings, padding=True, return_tensors="pt"))

@@ -11,14 +11,8 @@ Exit decisions are made by the evaluation package's own policy code on float64 c
 logits, with the same temperature and softmax arithmetic as `simulate_exits`, so the engine
 agrees with the simulation on cached logits row for row (tests/test_engine.py checks it).
 
-Per-exit overhead is kept small because at batch 1 it is paid once per exit per example: heads
-run through `modeling.inference_heads` (bit-identical, fewer calls); per-exit policies
-(`policy.per_exit`: confidence, entropy, learned) see only the current exit (no history is
-stacked); one row with two classes is decided on Python floats (`softmax_row` and the policy's
-`should_exit`, the same IEEE operations as the NumPy path); nothing is gathered or rebuilt when
-no row leaves; and at a threshold that lets no exit before the last answer
-(`policy.only_last_exit_answers`) those exits' heads (a cascade: its smaller members) are not
-run at all: only the last exit can answer, so the outputs are the same.
+At batch 1 the per-exit overhead is paid once per exit per example, so it is kept small; each
+shortcut is commented where it is taken, and docs/inference.md lists them.
 """
 
 from __future__ import annotations
@@ -30,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from sweet_lightning.evaluation import ExitPolicy, PerExitPolicy, get_policy, softmax_row, tempered_softmax
 from sweet_lightning.modeling import CascadeModel, MultiExitModel, PoolingCache, inference_heads
@@ -53,24 +46,21 @@ class AdaptiveEngine:
         net: MultiExitModel | CascadeModel,
         policy: str | ExitPolicy = "confidence",
         temperatures: Sequence[float] | None = None,
-        policy_kwargs: dict | None = None,
         bf16: bool = False,
         compile: bool = False,
     ):
         self.net = net.eval()
         self.cascade = isinstance(net, CascadeModel)
-        self.exit_layers: list[int] = list(net.exit_layers)
-        self.num_exits = len(self.exit_layers)
-        self.policy = get_policy(policy, **(policy_kwargs or {}))
-        temps = (
-            np.ones(self.num_exits) if temperatures is None else np.asarray(temperatures, dtype=np.float64)
-        )
+        self.num_exits = len(net.exit_layers)
+        self.policy = get_policy(policy)
+        temps = np.asarray([1.0] * self.num_exits if temperatures is None else temperatures, dtype=np.float64)
         if temps.shape != (self.num_exits,) or not np.all(np.isfinite(temps) & (temps > 0)):
             raise ValueError(
                 f"temperatures must be {self.num_exits} finite values > 0 (one per exit), got {temps.tolist()}"
             )
         self.temperatures = temps
-        heads = [m.heads[0] for m in net.members] if self.cascade else list(net.heads)
+        nets = list(net.members) if self.cascade else [net]
+        heads = [m.heads[0] for m in nets] if self.cascade else list(net.heads)
         if self.policy.name == "learned" and any(h.exit_scorer is None for h in heads):
             raise ValueError(
                 "policy=learned needs exit-score heads: train with learned_exit=true or use policy=confidence"
@@ -84,18 +74,14 @@ class AdaptiveEngine:
         self._segments = [] if self.cascade else net.segments()
         if compile:
             # in place (nn.Module.compile keeps parameter names); dynamic: row count and length vary
-            for module in self._compilable():
-                module.compile(dynamic=True)
+            for n in nets:
+                for module in (*n.encoder.layers, *n.heads):
+                    module.compile(dynamic=True)
         # the heads' arithmetic without module-call overhead (bit-identical; compiled heads and
         # heads with hooks keep their module): taken now, like eval() and compile above. Mean
-        # pooling's mask weights are shared by the heads within one run (cleared per run: the
-        # caller may refill a mask tensor in place between runs)
+        # pooling's mask weights are shared by the heads within one run
         self._pooling = PoolingCache()
         self._heads = inference_heads(heads, self._pooling)
-
-    def _compilable(self) -> list[nn.Module]:
-        nets = list(self.net.members) if self.cascade else [self.net]
-        return [m for n in nets for m in (*n.encoder.layers, *n.heads)]
 
     def autocast(self):
         """The engine's precision as a context: bf16 autocast when `bf16`, else nothing (float32).
@@ -104,17 +90,18 @@ class AdaptiveEngine:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    # ---- public entry points ------------------------------------------------------------
     def run(self, batch: dict[str, torch.Tensor], threshold: float) -> EngineOutput:
         """Adaptive forward of one padded batch (input_ids, attention_mask, optional token_type_ids)."""
         threshold = self.policy.check_threshold(threshold)
+        # exits before `first` cannot answer at this threshold: their heads are not run
+        first = self.num_exits - 1 if self.policy.only_last_exit_answers(threshold, self.num_exits) else 0
         with self._forward(batch) as batch:
-            out = _Collector(batch["input_ids"].shape[0])
+            rows = _Rows(batch["input_ids"].shape[0])
             if self.cascade:
-                self._run_cascade(batch, threshold, out)
+                self._run_cascade(batch, threshold, first, rows)
             else:
-                self._run_early_exit(batch, threshold, out)
-        return EngineOutput(out.exit_index, out.predictions, out.confidence)
+                self._run_early_exit(batch, threshold, first, rows)
+        return rows.out
 
     def run_full(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits of the model without exits: every layer, only the last classifier.
@@ -136,114 +123,85 @@ class AdaptiveEngine:
             yield {k: v.to(self.device) for k, v in batch.items() if k in _INPUT_KEYS and v is not None}
         self._pooling.clear()
 
-    def only_last_exit_answers(self, threshold: float) -> bool:
-        """Whether the policy lets no exit before the last answer at this threshold."""
-        return self.policy.only_last_exit_answers(threshold, self.num_exits)
-
     # ---- the two ways of stopping ---------------------------------------------------------
-    def _run_early_exit(self, batch: dict[str, torch.Tensor], threshold: float, out: _Collector) -> None:
+    def _run_early_exit(
+        self, batch: dict[str, torch.Tensor], threshold: float, first: int, rows: _Rows
+    ) -> None:
         enc = self.net.encoder
         mask = batch["attention_mask"]
         hidden = enc.embed(batch["input_ids"], mask, batch.get("token_type_ids"))
         ctx = enc.context(hidden, mask)
-        state = _RowState(hidden.shape[0])
-        last = self.num_exits - 1
-        first = last if self.only_last_exit_answers(threshold) else 0  # exits before it: layers only
         for i, (start, end) in enumerate(self._segments):
             hidden = enc.run_layers(hidden, ctx, start, end)
-            if i < first:
+            if i < first:  # layers only
                 continue
-            logits, score = self._heads[i](hidden, mask)
-            keep = self._decide(i, logits, score, threshold, state, out)
+            keep = self._decide(i, *self._heads[i](hidden, mask), threshold, rows)
             if keep is None:
                 return
             if keep is not _EVERY_ROW:
-                hidden, mask = hidden[keep], mask[keep]
-                hidden, mask = _trim_padding(hidden, mask)
+                kept = _keep_rows(keep, {"hidden": hidden, "attention_mask": mask})
+                hidden, mask = kept["hidden"], kept["attention_mask"]
                 # the context is cheap to rebuild from the sub-batch's 2-D mask. DeBERTa's
                 # `embedding_output` is then stale, but only layer 0 reads it and layer 0
                 # always runs in the first segment, before any row has left.
                 ctx = enc.context(hidden, mask)
 
-    def _run_cascade(self, batch: dict[str, torch.Tensor], threshold: float, out: _Collector) -> None:
-        state = _RowState(batch["input_ids"].shape[0])
+    def _run_cascade(self, batch: dict[str, torch.Tensor], threshold: float, first: int, rows: _Rows) -> None:
         inputs = batch
-        first = self.num_exits - 1 if self.only_last_exit_answers(threshold) else 0
         for i, member in enumerate(self.net.members):
             if i < first:  # this member cannot answer: not run at all
                 continue
-            logits, score = _through(member, inputs, self._heads[i])
-            keep = self._decide(i, logits, score, threshold, state, out)
+            keep = self._decide(i, *_through(member, inputs, self._heads[i]), threshold, rows)
             if keep is None:
                 return
             if keep is not _EVERY_ROW:
-                inputs = {k: v[keep] for k, v in inputs.items()}
-                length = _real_length(inputs["attention_mask"])
-                if length is not None:
-                    inputs = {k: v[:, :length] for k, v in inputs.items()}
+                inputs = _keep_rows(keep, inputs)
 
     def _decide(
-        self,
-        i: int,
-        logits: torch.Tensor,
-        score: torch.Tensor | None,
-        threshold: float,
-        state: _RowState,
-        out: _Collector,
+        self, i: int, logits: torch.Tensor, score: torch.Tensor | None, threshold: float, rows: _Rows
     ) -> torch.Tensor | slice | None:
         """Record the rows that exit at exit i; return the batch positions that stay.
 
         None: no row stays; `_EVERY_ROW`: no row left (nothing to gather); else an index tensor.
         """
-        if logits.shape == (1, 2) and (self._row_rule or i == self.num_exits - 1):
-            decided = self._decide_one_binary(i, logits, score, threshold)
-            if decided is _EVERY_ROW:
-                return _EVERY_ROW
-            if decided is not _UNDECIDED:
-                out.record(i, state.rows, *decided)
-                return None
+        last = i == self.num_exits - 1
+        if logits.shape == (1, 2) and (self._row_rule or last):
+            raw = logits.tolist()[0]  # float32 (or bf16) values as Python floats: exact
+            if all(math.isfinite(x) for x in raw):  # else NumPy's NaN handling below applies
+                return self._decide_one_binary(i, raw, score, threshold, rows)
         if logits.dtype != torch.float32 or logits.device.type != "cpu":
             logits = logits.float().cpu()
         raw = logits.numpy()  # predictions: argmax of the raw logits, as simulated
         probs = tempered_softmax(raw, self.temperatures[i])  # the same arithmetic as simulate_exits
-        if i == self.num_exits - 1:
-            leave = None  # the last exit answers whatever is left
-        elif self._per_exit:
-            # the policy on this exit alone ([1, B, C]): row for row what it computes on [E, N, C]
-            scores = _sigmoid64(score)[None] if self._needs_scores and score is not None else None
-            leave = self.policy.may_exit(probs[None], threshold, scores)[0]
-        else:
-            # the policy sees this row's whole history (patience counts agreeing exits)
-            state.probs.append(probs)
-            if score is not None:
-                state.scores.append(_sigmoid64(score))
-            history = np.stack(state.probs)
-            scores = np.stack(state.scores) if len(state.scores) == len(state.probs) else None
-            leave = self.policy.may_exit(history, threshold, scores)[-1]
-        if leave is not None:
+        if not last:  # the last exit answers whatever is left
+            if self._per_exit:
+                # the policy on this exit alone ([1, B, C]): row for row what it computes on [E, N, C]
+                scores = _sigmoid64(score)[None] if self._needs_scores and score is not None else None
+                leave = self.policy.may_exit(probs[None], threshold, scores)[0]
+            else:
+                # the policy sees each row's whole history (patience counts agreeing exits)
+                rows.probs.append(probs)
+                if score is not None:
+                    rows.scores.append(_sigmoid64(score))
+                scores = np.stack(rows.scores) if len(rows.scores) == len(rows.probs) else None
+                leave = self.policy.may_exit(np.stack(rows.probs), threshold, scores)[-1]
             leaving = np.count_nonzero(leave)
             if leaving == 0:
                 return _EVERY_ROW
             if leaving < leave.size:
-                out.record(i, state.rows[leave], raw[leave].argmax(axis=1), probs[leave].max(axis=1))
-                stay = ~leave
-                state.keep(stay)
-                keep = torch.from_numpy(np.flatnonzero(stay))
+                rows.record(i, raw[leave].argmax(axis=1), probs[leave].max(axis=1), leave)
+                keep = torch.from_numpy(np.flatnonzero(~leave))
                 return keep if self.device.type == "cpu" else keep.to(self.device)
-        out.record(i, state.rows, raw.argmax(axis=1), probs.max(axis=1))
+        rows.record(i, raw.argmax(axis=1), probs.max(axis=1))
         return None
 
-    def _decide_one_binary(self, i: int, logits: torch.Tensor, score: torch.Tensor | None, threshold: float):
-        """`_decide` for one row and two classes, on Python floats: at batch 1 each NumPy call
+    def _decide_one_binary(
+        self, i: int, raw: list[float], score: torch.Tensor | None, threshold: float, rows: _Rows
+    ) -> slice | None:
+        """`_decide` for one row of two finite logits, on Python floats: at batch 1 each NumPy call
         costs microseconds (cold caches after a layer), more than the arithmetic. `softmax_row` and
         the policy's `should_exit` repeat the NumPy path's IEEE operations in the same order, so
-        the same bits (tests/test_engine.py feeds it ties). Returns (prediction, confidence) when
-        the row leaves at exit i, `_EVERY_ROW` when it stays, and `_UNDECIDED` for non-finite
-        logits (NumPy's NaN handling then applies).
-        """
-        raw = logits.tolist()[0]  # float32 (or bf16) values as Python floats: exact
-        if not all(math.isfinite(x) for x in raw):
-            return _UNDECIDED
+        the same bits (tests/test_engine.py feeds it ties)."""
         probs = softmax_row(raw, float(self.temperatures[i]))
         if i < self.num_exits - 1:
             # sigmoid in float32 as the validation loop caches it
@@ -252,7 +210,8 @@ class AdaptiveEngine:
             )
             if not self.policy.should_exit(probs, threshold, exit_score):
                 return _EVERY_ROW
-        return raw.index(max(raw)), max(probs)  # argmax: the first of equal maxima
+        rows.record(i, raw.index(max(raw)), max(probs))  # argmax: the first of equal maxima
+        return None
 
 
 def _through(net: MultiExitModel, inputs: dict[str, torch.Tensor], head) -> tuple:
@@ -269,48 +228,42 @@ def _sigmoid64(score: torch.Tensor) -> np.ndarray:
     return torch.sigmoid(score.float()).cpu().numpy().astype(np.float64)
 
 
+def _keep_rows(keep: torch.Tensor, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The rows `keep` of tensors [B, T, ...], without the padding columns none of them needs (the
+    long rows may have left); left padding is kept as it is."""
+    tensors = {k: v[keep] for k, v in tensors.items()}
+    mask = tensors["attention_mask"]
+    length = int(mask.sum(dim=1).max())
+    if length < mask.shape[1] and not bool(mask[:, length:].any()):
+        tensors = {k: v[:, :length] for k, v in tensors.items()}
+    return tensors
+
+
 _EVERY_ROW = slice(None)  # "all rows stay": as an index it would select them all
-_UNDECIDED = object()  # the one-row fast path leaves this case to the general one
 
 _INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-class _Collector:
-    def __init__(self, size: int):
-        self.exit_index = np.full(size, -1, dtype=np.int64)
-        self.predictions = np.full(size, -1, dtype=np.int64)
-        self.confidence = np.zeros(size, dtype=np.float64)
-
-    def record(self, i: int, rows, predictions, confidence) -> None:
-        """Rows (positions in the original batch) that leave at exit i, with their answers."""
-        self.exit_index[rows], self.predictions[rows], self.confidence[rows] = i, predictions, confidence
-
-
-class _RowState:
-    """Rows still in the batch: their positions in the original batch and exit history."""
+class _Rows:
+    """One batch's answers so far, and the rows still in it: their positions in the batch and
+    their history of exits."""
 
     def __init__(self, size: int):
-        self.rows = np.arange(size)
+        self.out = EngineOutput(
+            np.full(size, -1, dtype=np.int64), np.full(size, -1, dtype=np.int64), np.zeros(size)
+        )
+        self.left = np.arange(size)
         self.probs: list[np.ndarray] = []
         self.scores: list[np.ndarray] = []
 
-    def keep(self, stay: np.ndarray) -> None:
-        self.rows = self.rows[stay]
-        self.probs = [p[stay] for p in self.probs]
-        self.scores = [s[stay] for s in self.scores]
-
-
-def _real_length(mask: torch.Tensor) -> int | None:
-    """Longest real length when padding is on the right and can be cut; else None."""
-    length = int(mask.sum(dim=1).max())
-    if length == mask.shape[1] or bool(mask[:, length:].any()):  # nothing to cut, or left padding
-        return None
-    return length
-
-
-def _trim_padding(hidden: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Drop padding columns no remaining row needs (the long rows may have left)."""
-    length = _real_length(mask)
-    if length is None:
-        return hidden, mask
-    return hidden[:, :length], mask[:, :length]
+    def record(self, i: int, predictions, confidence, leave: np.ndarray | None = None) -> None:
+        """The rows `leave` (a mask over the rows left; None: all of them) answer at exit i."""
+        rows = self.left if leave is None else self.left[leave]
+        self.out.exit_index[rows] = i
+        self.out.predictions[rows] = predictions
+        self.out.confidence[rows] = confidence
+        if leave is not None:
+            stay = ~leave
+            self.left = self.left[stay]
+            self.probs = [p[stay] for p in self.probs]
+            self.scores = [s[stay] for s in self.scores]

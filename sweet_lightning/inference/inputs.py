@@ -84,10 +84,9 @@ def read_texts(path: str | Path, task: TaskSpec) -> list[str | tuple[str, str]]:
     keys = text_columns(columns, task, repr(Path(path).name))
     texts: list[str | tuple[str, str]] = []
     for number, row in enumerate(rows, start=1):
-        values = [row.get(k) for k in keys]
-        missing = [k for k, v in zip(keys, values, strict=True) if v is None]
+        missing = [k for k in keys if row.get(k) is None]
         if missing:
             raise InputError(f"{Path(path).name!r} row {number} has no value for {', '.join(missing)}")
-        values = [str(v) for v in values]
-        texts.append(values[0] if len(values) == 1 else (values[0], values[1]))
+        values = tuple(str(row[k]) for k in keys)
+        texts.append(values[0] if len(values) == 1 else values)
     return texts

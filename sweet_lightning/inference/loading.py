@@ -1,18 +1,14 @@
 """Find what a trained model needs at inference: its checkpoint, method, temperatures, policy.
 
-Accepted sources:
+Accepted sources (docs/inference.md, "Loading"):
 - a run dir (what `launch.py` writes): `results.json` names the checkpoint, the fitted per-exit
-  temperatures, the exit policy and the precision the run trained and
-  evaluated in (`config.trainer.precision`); `logits_calibration.npz` (else the primary dev
-  split's logits) can pick a threshold for a target speedup.
+  temperatures, the exit policy and the precision the run trained and evaluated in
+  (`config.trainer.precision`); `logits_calibration.npz` (else the primary dev split's logits)
+  can pick a threshold for a target speedup.
 - a bare Lightning `.ckpt`: temperatures are 1 and the policy is confidence. The method and
-  the precision are read from `checkpoint["sweet_lightning"]` (written by `AdaptiveModule`); older
-  checkpoints fall back to the state dict: `net.members.*` means cascade, otherwise the
-  network is a `MultiExitModel`, loaded as SWEET when its hyperparameters carry
-  `shared_pooler` (then SWEET's key only; Early-Exit took it later, and its checkpoints store
-  the method) and as Early-Exit otherwise (a run dir's results.json names the method of checkpoints
-  that do not record one). Every early-exit-style method (Early-Exit, SWEET, two-stage, alternating,
-  gradient-scaled SWEET) differs only in training, so their inference is the same either way.
+  the precision are read from `checkpoint["sweet_lightning"]` (written by `AdaptiveModule`); for
+  older checkpoints `_method_of` tells the method from the state dict. Every early-exit-style
+  method differs from the others only in training, so their inference is the same either way.
 """
 
 from __future__ import annotations
@@ -99,18 +95,16 @@ def resolve_source(path: str | Path) -> RunSource:
     )
 
 
-def _read_checkpoint(path: Path) -> dict:
+def _from_checkpoint_file(
+    path: Path, record: RunRecord | None = None, run_dir: Path | None = None
+) -> RunSource:
     try:
         # mmap: only the small metadata is read now; weights stay on disk until the module loads
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as err:  # torch raises many types for a file that is not a checkpoint
         raise SourceError(
             f"{str(path)!r} is not a readable Lightning checkpoint ({type(err).__name__})"
         ) from err
-
-
-def _from_checkpoint_file(path: Path, record: RunRecord | None = None) -> RunSource:
-    ckpt = _read_checkpoint(path)
     hparams = ckpt.get("hyper_parameters")
     if not isinstance(hparams, dict) or "task" not in hparams or "state_dict" not in ckpt:
         raise SourceError(
@@ -122,15 +116,13 @@ def _from_checkpoint_file(path: Path, record: RunRecord | None = None) -> RunSou
         raise SourceError(
             f"unknown method {method!r} for {str(path)!r}: expected one of {', '.join(METHODS)}"
         )
-    config = record.config or {}
-    max_length = config.get("max_seq_length") if isinstance(config, dict) else None
+    config = _mapping(record.config)
+    max_length = config.get("max_seq_length")
     if not max_length:  # a bare .ckpt: Lightning keeps the datamodule's arguments beside the weights
-        max_length = (ckpt.get("datamodule_hyper_parameters") or {}).get("max_seq_length")
-    trainer_config = config.get("trainer") if isinstance(config, dict) else None
-    precision = trainer_config.get("precision") if isinstance(trainer_config, dict) else None
-    stored = ckpt.get("sweet_lightning")
-    if precision is None and isinstance(stored, dict):
-        precision = stored.get("precision")
+        max_length = _mapping(ckpt.get("datamodule_hyper_parameters")).get("max_seq_length")
+    precision = _mapping(config.get("trainer")).get("precision")
+    if precision is None:
+        precision = _mapping(ckpt.get("sweet_lightning")).get("precision")
     return RunSource(
         checkpoint=path,
         method=method,
@@ -138,23 +130,30 @@ def _from_checkpoint_file(path: Path, record: RunRecord | None = None) -> RunSou
         pretrained=str(hparams["pretrained"]),
         temperatures=[float(t) for t in record.temperatures] if record.temperatures else None,
         policy=str(record.exit_policy or "confidence"),
-        run_dir=None,
+        run_dir=run_dir,
         max_length=int(max_length) if max_length else None,
         precision=str(precision) if precision is not None else None,
     )
+
+
+def _mapping(value) -> dict:
+    """`value` when it is a dict, else {} (a record or checkpoint without that entry)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _method_of(ckpt: dict, run_method: str | None = None) -> str:
     """The class to load the checkpoint with: the one it records, else the run's method name (older
     checkpoints), else a guess from the state dict. The record comes first because a run's name may
     be a preset of a class (weighted_early_exit) or carry a parameter (sweet_alpha0.25)."""
-    stored = ckpt.get("sweet_lightning")
-    if isinstance(stored, dict) and stored.get("method"):
+    stored = _mapping(ckpt.get("sweet_lightning"))
+    if stored.get("method"):
         return str(stored["method"])
     if run_method:
         return str(run_method)
     if any(key.startswith("net.members.") for key in ckpt["state_dict"]):
         return "cascade"
+    # in checkpoints that do not record their method only SWEET had `shared_pooler` (Early-Exit took
+    # it later, and from then on checkpoints record the method)
     return "sweet" if "shared_pooler" in ckpt["hyper_parameters"] else "early_exit"
 
 
@@ -170,8 +169,8 @@ def _from_run_dir(run_dir: Path) -> RunSource:
     candidates = []
     if record.checkpoint:
         ckpt = Path(record.checkpoint)
-        candidates += [ckpt, run_dir / ckpt] if not ckpt.is_absolute() else [ckpt]
-        candidates.append(run_dir / "checkpoints" / ckpt.name)  # run dir moved since training
+        # as recorded (run_dir / an absolute path is that path), then in a run dir moved since training
+        candidates += [ckpt, run_dir / ckpt, run_dir / "checkpoints" / ckpt.name]
     candidates.append(run_dir / "checkpoints" / "best.ckpt")
     candidates = list(dict.fromkeys(candidates))  # the same path may arise twice: list it once
     found = next((c for c in candidates if c.is_file()), None)
@@ -180,8 +179,7 @@ def _from_run_dir(run_dir: Path) -> RunSource:
             f"{str(run_dir)!r}: checkpoint not found (tried {', '.join(map(str, candidates))}); "
             "train with callbacks=default or give the .ckpt"
         )
-    source = _from_checkpoint_file(found, record)
-    return RunSource(**{**source.__dict__, "run_dir": run_dir})
+    return _from_checkpoint_file(found, record, run_dir)
 
 
 def load_module(source: RunSource, device: str | torch.device = "cpu") -> AdaptiveModule:
