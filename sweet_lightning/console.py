@@ -18,13 +18,8 @@ LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
 RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
 
 
-class DropMessages(logging.Filter):
-    def __init__(self, pattern: re.Pattern):
-        super().__init__()
-        self.pattern = pattern
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not self.pattern.search(record.getMessage())
+def _not_a_promotion(record: logging.LogRecord) -> bool:
+    return not PROMOTION.search(record.getMessage())
 
 
 def quiet_console() -> None:
@@ -40,9 +35,7 @@ def quiet_console() -> None:
                 logger.removeHandler(handler)
             logger.propagate = True
     for name in RANK_ZERO_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, DropMessages) for f in logger.filters):
-            logger.addFilter(DropMessages(PROMOTION))
+        logging.getLogger(name).addFilter(_not_a_promotion)  # added once, however often it is called
     # Lightning 2.6's own _pytree helper uses a torch class torch has deprecated: not ours to fix
     warnings.filterwarnings(
         "ignore",

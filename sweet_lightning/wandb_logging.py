@@ -141,17 +141,15 @@ def log_report(paths: Sequence[Path], sources: Sequence[Path], out: Path, mode: 
     import wandb
 
     group = sources[0].resolve().name if len(sources) == 1 else None
-    config = {"sources": [str(s) for s in sources], "out": str(out)}
+    project = os.environ.get("WANDB_PROJECT", PROJECT)  # where the training runs went (logger.wandb.project)
     with wandb.init(
-        project=os.environ.get(
-            "WANDB_PROJECT", PROJECT
-        ),  # where the training runs went (logger.wandb.project)
+        project=project,
         job_type="report",
         group=group,
         name=f"report-{group or 'sweeps'}",
         dir=str(out),
         mode=mode,
-        config=config,
+        config={"sources": [str(s) for s in sources], "out": str(out)},
     ) as run:
         logged = {}
         for path in paths:
