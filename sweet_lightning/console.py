@@ -56,8 +56,7 @@ def end_of_run(record: RunRecord, run_dir: Path) -> str:
         return f"run finished\n  run dir      {run_dir}"
     ev = record.evaluation[split]
     exits = "  ".join(f"L{e['layer']} {_score(e['score'])}" for e in ev["exits"])
-    points = ev["at_speedup"]
-    at = "  ".join(f"{float(p):g}: {_score(s)}" for p, s in points.items())
+    at = "  ".join(f"{float(p):g}: {_score(s)}" for p, s in ev["at_speedup"].items())
     lo, hi = ev["auc_interval"]
     path = shlex.quote(str(run_dir))
     lines = [

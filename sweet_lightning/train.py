@@ -53,8 +53,6 @@ def train(cfg: DictConfig) -> float:
 
 
 def _train(cfg: DictConfig) -> float:
-    """checks -> datamodule, module, evaluation callback, trainer -> fit -> the reported weights'
-    final evaluation -> logits and results.json."""
     check_config(cfg)
     check_trainer(cfg)
     out = output_dir(cfg)
@@ -150,9 +148,7 @@ def build_trainer(cfg: DictConfig, evaluation, out: Path):
 
 
 def instantiate_all(group: DictConfig | None) -> list[Any]:
-    if not group:
-        return []
-    return [instantiate(c) for c in group.values() if c is not None and "_target_" in c]
+    return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
 
 # ---- the end of a run
@@ -245,23 +241,19 @@ VALUE_CHECKS = (
 )
 
 
-def _number(cfg: DictConfig, key: str, kind: type, example: str) -> int | float:
-    value = cfg.get(key)
-    try:
-        number = kind(value)
-        exact = kind is float or number == float(value)  # seed=1.5 is not seed 1
-    except (TypeError, ValueError):
-        exact = False
-    if isinstance(value, bool) or not exact:
-        what = "a number" if kind is float else "an integer"
-        raise ValueError(f"{key}={value} is not {what} (e.g. {example}).")
-    return number
-
-
 def check_config(cfg: DictConfig) -> None:
     for key, kind, valid, requirement, example in VALUE_CHECKS:
-        if not valid(_number(cfg, key, kind, example)):
-            raise ValueError(f"{key}={cfg.get(key)} must be {requirement} (e.g. {example}).")
+        value = cfg.get(key)
+        try:
+            number = kind(value)
+            exact = kind is float or number == float(value)  # seed=1.5 is not seed 1
+        except (TypeError, ValueError):
+            exact = False
+        if isinstance(value, bool) or not exact:
+            what = "a number" if kind is float else "an integer"
+            raise ValueError(f"{key}={value} is not {what} (e.g. {example}).")
+        if not valid(number):
+            raise ValueError(f"{key}={value} must be {requirement} (e.g. {example}).")
     if cfg.calibration == "train_holdout" and int(cfg.calibration_size) <= 0:
         raise ValueError("calibration=train_holdout needs calibration_size > 0 (or use calibration=dev).")
     check_optimized_metric(cfg.optimized_metric, len(cfg.model.exit_layers))
