@@ -14,8 +14,6 @@ from sweet_lightning.run_record import RunRecord
 
 # Lightning advertises its cloud products on every Trainer: litlogger (loggers) and litmodels (checkpoints)
 PROMOTION = re.compile(r"💡 Tip: .*\[(litlogger|litmodels)\]")
-LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
-RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
 
 
 def _not_a_promotion(record: logging.LogRecord) -> bool:
@@ -29,12 +27,12 @@ def quiet_console() -> None:
     if logging.getLogger().handlers:
         # `lightning` always adds its own stderr handler and still propagates to the root logger, so
         # under Hydra (which configures root: console + the job's .log file) every line came twice
-        for name in LIGHTNING_LOGGERS:
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logger = logging.getLogger(name)
             for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
                 logger.removeHandler(handler)
             logger.propagate = True
-    for name in RANK_ZERO_LOGGERS:
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_not_a_promotion)  # added once, however often it is called
     # Lightning 2.6's own _pytree helper uses a torch class torch has deprecated: not ours to fix
     warnings.filterwarnings(
