@@ -38,13 +38,9 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> float:
-    """Fit the configured method and return `cfg.optimized_metric` of the final evaluation.
-
-    The run dir is locked while it trains; a run dir with a completed run is skipped; a failing run
-    is recorded in results.json ("status": "failed"), one stopped by SIGTERM as "interrupted"
-    (sweet_lightning.runs.guarded_run). In a multirun a failing run returns NaN so that the other
-    jobs go on (under Optuna it raises: a FAIL trial), a single run re-raises.
-    """
+    """Fit the configured method and return `cfg.optimized_metric` of the final evaluation. The run dir
+    is locked while it trains, skipped when it holds a completed run, and a failed or interrupted run
+    is recorded in results.json (sweet_lightning.runs.guarded_run: also what a failing run returns)."""
     quiet_console()
     try:
         return runs.guarded_run(cfg, output_dir(cfg), _train)
