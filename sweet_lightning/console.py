@@ -14,17 +14,10 @@ from sweet_lightning.run_record import RunRecord
 
 # Lightning advertises its cloud products on every Trainer: litlogger (loggers) and litmodels (checkpoints)
 PROMOTION = re.compile(r"💡 Tip: .*\[(litlogger|litmodels)\]")
-LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric")
-RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
 
 
-class DropMessages(logging.Filter):
-    def __init__(self, pattern: re.Pattern):
-        super().__init__()
-        self.pattern = pattern
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not self.pattern.search(record.getMessage())
+def _not_a_promotion(record: logging.LogRecord) -> bool:
+    return not PROMOTION.search(record.getMessage())
 
 
 def quiet_console() -> None:
@@ -34,15 +27,13 @@ def quiet_console() -> None:
     if logging.getLogger().handlers:
         # `lightning` always adds its own stderr handler and still propagates to the root logger, so
         # under Hydra (which configures root: console + the job's .log file) every line came twice
-        for name in LIGHTNING_LOGGERS:
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logger = logging.getLogger(name)
             for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
                 logger.removeHandler(handler)
             logger.propagate = True
-    for name in RANK_ZERO_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, DropMessages) for f in logger.filters):
-            logger.addFilter(DropMessages(PROMOTION))
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_not_a_promotion)  # added once, however often it is called
     # Lightning 2.6's own _pytree helper uses a torch class torch has deprecated: not ours to fix
     warnings.filterwarnings(
         "ignore",
@@ -63,8 +54,7 @@ def end_of_run(record: RunRecord, run_dir: Path) -> str:
         return f"run finished\n  run dir      {run_dir}"
     ev = record.evaluation[split]
     exits = "  ".join(f"L{e['layer']} {_score(e['score'])}" for e in ev["exits"])
-    points = ev["at_speedup"]
-    at = "  ".join(f"{float(p):g}: {_score(s)}" for p, s in points.items())
+    at = "  ".join(f"{float(p):g}: {_score(s)}" for p, s in ev["at_speedup"].items())
     lo, hi = ev["auc_interval"]
     path = shlex.quote(str(run_dir))
     lines = [

@@ -15,7 +15,6 @@ returned. The values are glibc's own upper bounds for these knobs.
 from __future__ import annotations
 
 import ctypes
-import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 MMAP_THRESHOLD_MAX = 32 << 20  # glibc's ceiling on 64-bit: larger blocks are always mapped
@@ -24,19 +23,14 @@ TRIM_THRESHOLD = 1 << 30  # trim the heap's top only once 1 GiB of it is free
 
 def keep_freed_memory() -> bool:
     """Make glibc keep freed blocks below 32 MiB in the heap; False where there is no glibc."""
-    if not sys.platform.startswith("linux"):
-        return False
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # another C library (musl): nothing to tune
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not Linux, or another C library (musl): nothing to tune
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(
-        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    )
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
-def configure(threads: int | None = None, keep_memory: bool = True) -> None:
+def configure(threads: int | None, keep_memory: bool) -> None:
     """torch's intra-op threads (None: torch's choice) and, with `keep_memory`, `keep_freed_memory`."""
     if threads:
         import torch

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-RULES = ("auto", "calibration", "last", "best_on_reported_dev")
 MONITORS = {"calibration": "val/calibration/auc", "last": None, "best_on_reported_dev": "val/auc"}
+RULES = ("auto", *MONITORS)
 
 
 @dataclass(frozen=True)
@@ -86,16 +86,10 @@ class ModelSelection(L.Callback):
     def chosen_epoch(self) -> int | None:
         """The epoch whose weights are reported: as ModelCheckpoint(mode="max") keeps it, the first
         epoch with the highest value (a later one replaces it only when strictly higher; NaN never)."""
-        if not self.per_epoch:
-            return None
         if self.rule.monitor is None:
-            return max(self.per_epoch)
-        best = None
-        for epoch in sorted(self.per_epoch):
-            value = self.per_epoch[epoch]
-            if value is not None and not math.isnan(value) and (best is None or value > self.per_epoch[best]):
-                best = epoch
-        return best
+            return max(self.per_epoch, default=None)
+        valid = [e for e, v in sorted(self.per_epoch.items()) if v is not None and not math.isnan(v)]
+        return max(valid, key=self.per_epoch.get, default=None)  # max keeps the first of equal values
 
     def evaluated_already(self, trainer: L.Trainer, outputs: dict) -> bool:
         """Whether the evaluation callback's latest outputs are those of the reported weights: the

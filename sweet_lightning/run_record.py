@@ -93,16 +93,17 @@ class RunRecord:
     @classmethod
     def from_dict(cls, data: dict) -> RunRecord:
         version = data.get("schema_version", 1)
-        if not isinstance(version, int) or version < 3:
-            data = _renamed_cost_model(data)
+        if not isinstance(version, int) or version < 3:  # versions 1-2 named the cost model `kind`
+            data = _kind_as_cost_model(data)
+            if isinstance(data.get("evaluation"), dict):
+                data["evaluation"] = {
+                    split: _kind_as_cost_model(ev) if isinstance(ev, dict) else ev
+                    for split, ev in data["evaluation"].items()
+                }
         known = {f.name for f in fields(cls)} - {"extra", "path"}
-        record = cls(
-            **{k: v for k, v in data.items() if k in known and k != "status"}, status=data.get("status")
-        )
-        record.extra = {k: v for k, v in data.items() if k not in known}
-        if "schema_version" not in data:
-            record.schema_version = 1
-        return record
+        # a record without these keys is from before statuses (status None) and versions (version 1)
+        kept = {"status": None, "schema_version": 1, **{k: v for k, v in data.items() if k in known}}
+        return cls(**kept, extra={k: v for k, v in data.items() if k not in known})
 
     def to_dict(self) -> dict:
         data = {k: v for k, v in asdict(self).items() if k not in ("extra", "path")}
@@ -166,17 +167,8 @@ class RunRecord:
         return {split: load_logits(run_dir, split) for split in names}
 
 
-def _renamed_cost_model(data: dict) -> dict:
-    """A version 1-2 record with its `kind` keys (top level, each evaluated split) as `cost_model`."""
-    data = {("cost_model" if k == "kind" else k): v for k, v in data.items()}
-    if isinstance(data.get("evaluation"), dict):
-        data["evaluation"] = {
-            split: {("cost_model" if k == "kind" else k): v for k, v in ev.items()}
-            if isinstance(ev, dict)
-            else ev
-            for split, ev in data["evaluation"].items()
-        }
-    return data
+def _kind_as_cost_model(data: dict) -> dict:
+    return {("cost_model" if k == "kind" else k): v for k, v in data.items()}
 
 
 def save_logits(run_dir: Path, split: str, arrays: dict[str, np.ndarray]) -> str:

@@ -17,19 +17,11 @@ import random
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import RandomSampler
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0])
-
-
-def _loaders(loaders) -> list:
-    if isinstance(loaders, DataLoader):
-        return [loaders]
-    if isinstance(loaders, dict):
-        return list(loaders.values())
-    return list(loaders or [])
 
 
 class EpochSeeding(L.Callback):
@@ -38,19 +30,17 @@ class EpochSeeding(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         seed = epoch_seed(self.seed, trainer.current_epoch)
-        for loader in _loaders(trainer.train_dataloader):
-            sampler = getattr(loader, "sampler", None)
-            # A generator of the sampler's own, not the loader's: the loader also draws its workers' base
-            # seed from its generator when an epoch's iterator is made, which Lightning does before this
-            # hook in the first epoch of a (resumed) fit and after it in later ones. The sampler reads
-            # the generator lazily, at the epoch's first batch, i.e. always after this hook.
-            if isinstance(sampler, RandomSampler):
-                sampler.generator = torch.Generator().manual_seed(seed)
-            # batching.LengthGroupedBatchSampler draws from (seed, epoch) itself, also lazily; Lightning
-            # sets the epoch of `batch_sampler.sampler` only, not of the batch sampler
-            set_epoch = getattr(getattr(loader, "batch_sampler", None), "set_epoch", None)
-            if callable(set_epoch):
-                set_epoch(trainer.current_epoch)
+        loader = trainer.train_dataloader  # the one DataLoader of GlueDataModule.train_dataloader
+        # A generator of the sampler's own, not the loader's: the loader also draws its workers' base
+        # seed from its generator when an epoch's iterator is made, which Lightning does before this
+        # hook in the first epoch of a (resumed) fit and after it in later ones. The sampler reads
+        # the generator lazily, at the epoch's first batch, i.e. always after this hook.
+        if isinstance(loader.sampler, RandomSampler):
+            loader.sampler.generator = torch.Generator().manual_seed(seed)
+        # batching.LengthGroupedBatchSampler draws from (seed, epoch) itself, also lazily; Lightning
+        # sets the epoch of `batch_sampler.sampler` only, not of the batch sampler
+        if hasattr(loader.batch_sampler, "set_epoch"):
+            loader.batch_sampler.set_epoch(trainer.current_epoch)
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         random.seed(seed)

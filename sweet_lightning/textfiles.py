@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def not_utf8(path: str | Path) -> str:
+def not_utf8(path: Path) -> str:
     """'<path> line N is not UTF-8 (byte 0xXX at column C)' for the first undecodable line."""
-    path = Path(path)
     with path.open("rb") as f:
         for number, line in enumerate(f, start=1):
             try:

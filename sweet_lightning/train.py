@@ -3,35 +3,44 @@ each built by Hydra from its node of conf/train.yaml (`data`, `method` + `module
 then the final validation's per-exit logits (`logits_<split>.npz`) and its evaluation by the
 callback, saved as the run record (`results.json`, sweet_lightning.run_record).
 
-launch.py is a thin wrapper around `train(cfg)`.
+launch.py is a thin wrapper around `train(cfg)` (and imports this module only once a run starts).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from sweet_lightning.run_record import RunRecord
+from sweet_lightning import host, model_selection, runs
+from sweet_lightning.console import end_of_run, quiet_console
+from sweet_lightning.evaluation.callback import headline_metrics, warn_collapsed
+from sweet_lightning.metrics import check_optimized_metric
+from sweet_lightning.modeling import SegmentedEncoder
+from sweet_lightning.overrides import CONF_DIR
+from sweet_lightning.run_record import CALIBRATION_SPLIT, RunRecord, save_logits
+from sweet_lightning.seeding import EpochSeeding
+from sweet_lightning.wandb_logging import attach_run_config, log_final
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> float:
-    """Fit the configured method and return `cfg.optimized_metric` of the final evaluation.
-
-    The run dir is locked while it trains; a run dir with a completed run is skipped; a failing run
-    is recorded in results.json ("status": "failed"), one stopped by SIGTERM as "interrupted"
-    (sweet_lightning.runs.guarded_run). In a multirun a failing run returns NaN so that the other
-    jobs go on (under Optuna it raises: a FAIL trial), a single run re-raises.
-    """
-    from sweet_lightning import runs
-    from sweet_lightning.console import quiet_console
-
+    """Fit the configured method and return `cfg.optimized_metric` of the final evaluation. The run dir
+    is locked while it trains, skipped when it holds a completed run, and a failed or interrupted run
+    is recorded in results.json (sweet_lightning.runs.guarded_run: also what a failing run returns)."""
     quiet_console()
     try:
         return runs.guarded_run(cfg, output_dir(cfg), _train)
@@ -40,12 +49,6 @@ def train(cfg: DictConfig) -> float:
 
 
 def _train(cfg: DictConfig) -> float:
-    """checks -> datamodule, module, evaluation callback, trainer -> fit -> the reported weights'
-    final evaluation -> logits and results.json."""
-    import lightning as L
-
-    from sweet_lightning import host, runs
-
     check_config(cfg)
     check_trainer(cfg)
     out = output_dir(cfg)
@@ -79,8 +82,12 @@ def _train(cfg: DictConfig) -> float:
     # the device it trained on: Lightning's teardown has already moved the module back to the CPU
     device = str(trainer.strategy.root_device)
     record = write_results(cfg, module, datamodule, evaluation, out, train_time, weights, selection, device)
+    try:
+        log_final(trainer.loggers, record, out)
+    except Exception as err:  # results.json is written: a W&B hiccup must not turn the run into a failure
+        log.warning("W&B: the final evaluation was not logged (%s: %s)", type(err).__name__, err)
+    log.info("%s", end_of_run(record, out))
     value = record.metrics.get(cfg.get("optimized_metric"))
-    finish_run(trainer, record, out)
     return float(value) if value is not None else float("nan")
 
 
@@ -90,9 +97,6 @@ def _train(cfg: DictConfig) -> float:
 def build(node, **kwargs):
     """hydra.utils.instantiate, with our own one-line errors (offline hub, bad exit layers, an unknown
     exit policy) surfaced instead of Hydra's wrapper around them."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
@@ -123,13 +127,6 @@ def build_evaluation(cfg: DictConfig):
 def build_trainer(cfg: DictConfig, evaluation, out: Path):
     """(Trainer, ModelSelection): the evaluation callback, the configured callbacks and loggers, and
     the callback that chooses which epoch's weights are reported."""
-    from hydra.utils import instantiate
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from sweet_lightning import model_selection, runs
-    from sweet_lightning.seeding import EpochSeeding
-    from sweet_lightning.wandb_logging import attach_run_config
-
     callbacks = [evaluation, *instantiate_all(cfg.get("callbacks")), EpochSeeding(cfg.seed)]
     loggers = instantiate_all(cfg.get("logger"))
     attach_run_config(loggers, OmegaConf.to_container(cfg, resolve=True))
@@ -147,11 +144,7 @@ def build_trainer(cfg: DictConfig, evaluation, out: Path):
 
 
 def instantiate_all(group: DictConfig | None) -> list[Any]:
-    from hydra.utils import instantiate
-
-    if not group:
-        return []
-    return [instantiate(c) for c in group.values() if c is not None and "_target_" in c]
+    return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
 
 
 # ---- the end of a run
@@ -166,15 +159,10 @@ def write_results(
     train_time: float,
     ckpt: str | None,
     selection: dict,
-    device: str | None = None,
+    device: str,
 ) -> RunRecord:
     """Save the final validation's logits and results.json (fields documented in README, "Outputs"):
     both as the evaluation callback holds them, nothing is evaluated again."""
-    import torch
-
-    from sweet_lightning.evaluation.callback import headline_metrics, warn_collapsed
-    from sweet_lightning.run_record import CALIBRATION_SPLIT, save_logits
-
     report = evaluation.latest
     splits = {}
     for split, arrays in evaluation.outputs.items():
@@ -182,13 +170,7 @@ def write_results(
         if split != CALIBRATION_SPLIT:
             splits[split] = {"num_examples": int(arrays["labels"].shape[0]), "logits": name}
     primary = next(iter(splits), None)
-    metrics = headline_metrics(report) if primary is not None else {}
-    calibration = {"source": cfg.calibration}
-    calibration["size"] = (
-        int(len(datamodule.calibration_indices))
-        if cfg.calibration == "train_holdout"
-        else splits[primary]["num_examples"]
-    )
+    holdout = cfg.calibration == "train_holdout"
     record = RunRecord(
         method=cfg.method.name,
         task=module.task.name,
@@ -207,19 +189,18 @@ def write_results(
         metric=module.task.metric,
         primary_split=primary,
         exit_policy=cfg.exit_policy,
-        calibration=calibration,
+        calibration={
+            "source": cfg.calibration,
+            "size": int(len(datamodule.calibration_indices)) if holdout else splits[primary]["num_examples"],
+        },
         temperatures=report[primary]["temperatures"] if primary in report else None,
         splits=splits,
         evaluation=report,
         collapsed_exits=warn_collapsed(module, report, cfg.seed, warn=False),
-        metrics=metrics,
+        metrics=headline_metrics(report) if primary is not None else {},
         selection=selection,
         # what bit-identical numbers also depend on: on CPU, gradient reductions vary with the thread count
-        environment={
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "device": device or str(module.device),
-        },
+        environment={"torch": torch.__version__, "threads": torch.get_num_threads(), "device": device},
         train_time_s=round(train_time, 2),
         checkpoint=ckpt,
         config=OmegaConf.to_container(cfg, resolve=True),
@@ -228,31 +209,15 @@ def write_results(
     return record
 
 
-def finish_run(trainer, record: RunRecord, out: Path) -> None:
-    """End of a run: the final evaluation to W&B (when on) and the closing block on the console."""
-    from sweet_lightning.console import end_of_run
-    from sweet_lightning.wandb_logging import log_final
-
-    try:
-        log_final(trainer.loggers, record, out)
-    except Exception as err:  # results.json is written: a W&B hiccup must not turn the run into a failure
-        log.warning("W&B: the final evaluation was not logged (%s: %s)", type(err).__name__, err)
-    log.info("%s", end_of_run(record, out))
-
-
 def close_wandb() -> None:
     """W&B runs are closed even when training fails (otherwise the next run of a sweep hangs on it)."""
-    import sys
-
-    wandb = sys.modules.get("wandb")
+    wandb = sys.modules.get("wandb")  # imported only by a run that used it
     if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.finish()
 
 
 def output_dir(cfg: DictConfig) -> Path:
     try:
-        from hydra.core.hydra_config import HydraConfig
-
         return Path(HydraConfig.get().runtime.output_dir)
     except ValueError:  # called outside Hydra (tests, notebooks)
         return Path(cfg.get("output_dir") or ".")
@@ -260,8 +225,7 @@ def output_dir(cfg: DictConfig) -> Path:
 
 # ---- config checks: before any data or model is loaded, one line naming the key and the fix
 
-
-# key, type, test, what the test asks, example: checked before any data or model is loaded
+# key, type, test, what the test asks, example
 VALUE_CHECKS = (
     ("seed", int, lambda v: 0 <= v < 2**32, "in [0, 2^32)", "seed=42"),  # numpy's seed range
     ("lr", float, lambda v: v > 0, "> 0", "lr=2e-5"),
@@ -273,25 +237,19 @@ VALUE_CHECKS = (
 )
 
 
-def _number(cfg: DictConfig, key: str, kind: type, example: str) -> int | float:
-    value = cfg.get(key)
-    try:
-        number = kind(value)
-        exact = kind is float or number == float(value)  # seed=1.5 is not seed 1
-    except (TypeError, ValueError):
-        exact = False
-    if isinstance(value, bool) or not exact:
-        what = "a number" if kind is float else "an integer"
-        raise ValueError(f"{key}={value} is not {what} (e.g. {example}).")
-    return number
-
-
 def check_config(cfg: DictConfig) -> None:
-    from sweet_lightning.metrics import check_optimized_metric
-
     for key, kind, valid, requirement, example in VALUE_CHECKS:
-        if not valid(_number(cfg, key, kind, example)):
-            raise ValueError(f"{key}={cfg.get(key)} must be {requirement} (e.g. {example}).")
+        value = cfg.get(key)
+        try:
+            number = kind(value)
+            exact = kind is float or number == float(value)  # seed=1.5 is not seed 1
+        except (TypeError, ValueError):
+            exact = False
+        if isinstance(value, bool) or not exact:
+            what = "a number" if kind is float else "an integer"
+            raise ValueError(f"{key}={value} is not {what} (e.g. {example}).")
+        if not valid(number):
+            raise ValueError(f"{key}={value} must be {requirement} (e.g. {example}).")
     if cfg.calibration == "train_holdout" and int(cfg.calibration_size) <= 0:
         raise ValueError("calibration=train_holdout needs calibration_size > 0 (or use calibration=dev).")
     check_optimized_metric(cfg.optimized_metric, len(cfg.model.exit_layers))
@@ -299,16 +257,20 @@ def check_config(cfg: DictConfig) -> None:
     if threads is not None and int(threads) < 1:
         raise ValueError(f"torch_threads={threads} must be >= 1 (or null for torch's default).")
     selection_rule(cfg)
-    check_passed_on_keys(cfg)
+    # `data.train_size=500` would train on 500 rows while results.json, the report and the skip logic
+    # read `train_size`: a passed-on key must keep its top-level key's value
+    for key, source in passed_on_keys().items():
+        value, wanted = OmegaConf.select(cfg, key), OmegaConf.select(cfg, source)
+        if value != wanted:
+            raise ValueError(
+                f"{key}={value} differs from {source}={wanted}, "
+                f"which results.json and the report read: set {source}=... instead of {key}."
+            )
 
 
 def passed_on_keys() -> dict[str, str]:
     """{`data.train_size`: `train_size`, ...}: the constructor nodes' keys that conf/train.yaml writes
     as nothing but another key (`${train_size}`)."""
-    import re
-
-    from sweet_lightning.overrides import CONF_DIR
-
     raw = OmegaConf.load(CONF_DIR / "train.yaml")
     pairs = {}
     for node in ("module", "data", "evaluation"):
@@ -318,20 +280,7 @@ def passed_on_keys() -> dict[str, str]:
     return pairs
 
 
-def check_passed_on_keys(cfg: DictConfig) -> None:
-    """`data.train_size=500` would train on 500 rows while results.json, the report and the skip logic
-    read `train_size`: a passed-on key must keep its top-level key's value."""
-    for key, source in passed_on_keys().items():
-        if OmegaConf.select(cfg, key) != OmegaConf.select(cfg, source):
-            raise ValueError(
-                f"{key}={OmegaConf.select(cfg, key)} differs from {source}={OmegaConf.select(cfg, source)}, "
-                f"which results.json and the report read: set {source}=... instead of {key}."
-            )
-
-
-def selection_rule(cfg: DictConfig):
-    from sweet_lightning import model_selection
-
+def selection_rule(cfg: DictConfig) -> model_selection.Rule:
     return model_selection.resolve(cfg.get("model_selection", "auto"), cfg.calibration)
 
 
@@ -347,8 +296,6 @@ def check_trainer(cfg: DictConfig) -> None:
 
 def check_max_seq_length(cfg: DictConfig, module) -> None:
     """Longer inputs than the model has positions for would fail mid-epoch with a tensor-size error."""
-    from sweet_lightning.modeling import SegmentedEncoder
-
     limit = SegmentedEncoder.max_length_of(module)
     if limit is not None and int(cfg.max_seq_length) > limit:
         raise ValueError(

@@ -1,11 +1,6 @@
-"""Everything this project sends to W&B, in one place (docs/wandb.md).
-
-- `WandbLogger`: Lightning's logger, plus the run's resolved config as its W&B config and an
-  opt-in artifact of results.json + logits (`logger.wandb.log_artifacts=true`).
-- `log_epoch_curve`: the speed-accuracy chart of each validation epoch (called by the evaluation
-  callback).
-- `log_final`: at the end of a run, the final evaluation's charts and summary values.
-- `log_report`: a report's tables and figures as a run of its own (job type "report").
+"""Everything this project sends to W&B, in one place (docs/wandb.md): the run's logger (with the
+resolved config and an opt-in artifact), each validation epoch's speed-accuracy chart, the final
+evaluation's charts and summary values, and a report as a run of its own (job type "report").
 
 Nothing here imports wandb until W&B is really in use.
 """
@@ -108,13 +103,9 @@ def log_final(loggers: Iterable, record: RunRecord, run_dir: Path) -> None:
         charts = {}
         for split, res in record.evaluation.items():
             prefix = "final" if split == record.primary_split else f"final/{split}"
-            name = f"{record.method} {record.task} {record.model}"
-            charts[f"{prefix}/speed_accuracy"] = curve_chart(
-                res["curve"], f"{name}: {res['metric']} vs speedup"
-            )
-            charts[f"{prefix}/individual_scores"] = exit_chart(
-                res["exits"], f"{name}: {res['metric']} per exit"
-            )
+            title = f"{record.method} {record.task} {record.model}: {res['metric']}"
+            charts[f"{prefix}/speed_accuracy"] = curve_chart(res["curve"], f"{title} vs speedup")
+            charts[f"{prefix}/individual_scores"] = exit_chart(res["exits"], f"{title} per exit")
         run.log(charts)
         run.summary.update(summary_values(record))
         if getattr(logger, "log_artifacts", False):
@@ -141,17 +132,15 @@ def log_report(paths: Sequence[Path], sources: Sequence[Path], out: Path, mode: 
     import wandb
 
     group = sources[0].resolve().name if len(sources) == 1 else None
-    config = {"sources": [str(s) for s in sources], "out": str(out)}
+    project = os.environ.get("WANDB_PROJECT", PROJECT)  # where the training runs went (logger.wandb.project)
     with wandb.init(
-        project=os.environ.get(
-            "WANDB_PROJECT", PROJECT
-        ),  # where the training runs went (logger.wandb.project)
+        project=project,
         job_type="report",
         group=group,
         name=f"report-{group or 'sweeps'}",
         dir=str(out),
         mode=mode,
-        config=config,
+        config={"sources": [str(s) for s in sources], "out": str(out)},
     ) as run:
         logged = {}
         for path in paths:
