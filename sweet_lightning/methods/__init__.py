@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.utilities import GradClipAlgorithmType
 
 from sweet_lightning.methods.base import AdaptiveModule
-from sweet_lightning.modeling import CascadeModel, check_boundary_grad
+from sweet_lightning.modeling import CascadeModel
 
 
 class EarlyExitModule(AdaptiveModule):
@@ -56,7 +56,10 @@ class GradientScaledSweetModule(AdaptiveModule):
     method = "sweet_alpha"
 
     def __init__(self, *args, alpha: float = 0.5, **kwargs):
-        self.boundary_grad = check_boundary_grad(alpha, "method.alpha")  # read by build_network
+        alpha = float(alpha)
+        if not 0.0 <= alpha <= 1.0:  # also refuses NaN
+            raise ValueError(f"method.alpha={alpha} must be in [0, 1] (0 = SWEET, 1 = Early-Exit).")
+        self.boundary_grad = alpha  # read by build_network
         super().__init__(*args, **kwargs)
 
 
@@ -74,14 +77,8 @@ class CascadeModule(AdaptiveModule):
                 "method.shared_pooler=true does not apply to method=cascade: its members are independent "
                 "models and share nothing; drop the key."
             )
-        return CascadeModel(
-            encoder,
-            exit_layers,
-            self.task.num_labels,
-            pooling=pooling,
-            dropout=dropout,
-            learned_exit=learned_exit,
-        )
+        heads = {"pooling": pooling, "dropout": dropout, "learned_exit": learned_exit}
+        return CascadeModel(encoder, exit_layers, self.task.num_labels, **heads)
 
     # ---- training member by member ------------------------------------------------------------
     # One joint loss keeps every member's activations alive until its backward: 4 models' worth of
@@ -300,14 +297,3 @@ METHODS = {
         GradientScaledSweetModule,
     )
 }
-
-__all__ = [
-    "METHODS",
-    "AdaptiveModule",
-    "AlternatingModule",
-    "CascadeModule",
-    "EarlyExitModule",
-    "GradientScaledSweetModule",
-    "SweetModule",
-    "TwoStageModule",
-]
