@@ -149,9 +149,8 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         state = json.loads(backend.to_str())
-        # truncation/padding are per-call settings the backend remembers; they must not change the key
-        state.pop("truncation", None)
-        state.pop("padding", None)
+        for per_call in ("truncation", "padding"):  # settings the backend remembers: not part of the key
+            state.pop(per_call, None)
         digest.update(json.dumps(state, sort_keys=True).encode())
     else:
         digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
@@ -348,11 +347,8 @@ class GlueDataModule(L.LightningDataModule):
 
     @property
     def val_split_names(self) -> list[str]:
-        """Names of `val_dataloader()`'s loaders: the eval splits, then "calibration" if held out.
-
-        The calibration split is evaluated with the others so temperatures can be fitted on it
-        every validation epoch.
-        """
+        """Names of `val_dataloader()`'s loaders: the eval splits, then "calibration" if held out (it is
+        evaluated with the others so that temperatures can be fitted on it every validation epoch)."""
         return self.eval_split_names + ([CALIBRATION_SPLIT] if self.calibration_dataset is not None else [])
 
     def val_dataloader(self) -> list[DataLoader]:

@@ -59,9 +59,7 @@ def resolve_pretrained(pretrained: str) -> str:
 
 
 def load_encoder(
-    pretrained: str,
-    random_init: bool = False,
-    config_overrides: dict[str, Any] | None = None,
+    pretrained: str, random_init: bool = False, config_overrides: dict[str, Any] | None = None
 ) -> SegmentedEncoder:
     """The base encoder wrapped for segment-by-segment use, in train mode."""
     from transformers import AutoConfig, AutoModel
@@ -71,10 +69,9 @@ def load_encoder(
         config = AutoConfig.from_pretrained(path)
         for key, value in (config_overrides or {}).items():
             setattr(config, key, value)
-        if random_init:
-            model = AutoModel.from_config(config)
-        else:
-            model = AutoModel.from_pretrained(path, config=config)
+        model = (
+            AutoModel.from_config(config) if random_init else AutoModel.from_pretrained(path, config=config)
+        )
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RuntimeError(f"Cannot load {pretrained!r} ({first}); offline? {OFFLINE_HINT}.") from err
@@ -99,7 +96,6 @@ def load_tokenizer(pretrained: str):
 BERT_LIKE = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie", "data2vec-text"}
 DEBERTA_LIKE = {"deberta", "deberta-v2"}
 FAMILY = {**dict.fromkeys(BERT_LIKE, "bert"), **dict.fromkeys(DEBERTA_LIKE, "deberta"), "mpnet": "mpnet"}
-SUPPORTED = sorted(FAMILY)
 
 
 @dataclass
@@ -128,7 +124,7 @@ class SegmentedEncoder(nn.Module):
         model_type = getattr(model.config, "model_type", "")
         if model_type not in FAMILY:
             raise ValueError(
-                f"Unsupported encoder type {model_type!r}: supported are {', '.join(SUPPORTED)}."
+                f"Unsupported encoder type {model_type!r}: supported are {', '.join(sorted(FAMILY))}."
             )
         self.family = FAMILY[model_type]
         self.model = model
@@ -209,16 +205,11 @@ class SegmentedEncoder(nn.Module):
             elif self.family == "mpnet":
                 hidden = layer(hidden, ctx.layer_mask, ctx.extras["position_bias"])[0]
             else:
-                out, _ = layer(
-                    hidden,
-                    ctx.layer_mask,
-                    relative_pos=ctx.extras["relative_pos"],
-                    rel_embeddings=ctx.extras["rel_embeddings"],
-                )
+                relative = {key: ctx.extras[key] for key in ("relative_pos", "rel_embeddings")}
+                hidden, _ = layer(hidden, ctx.layer_mask, **relative)
                 conv = getattr(self.model.encoder, "conv", None)
                 if i == 0 and conv is not None:
-                    out = conv(ctx.extras["embedding_output"], out, ctx.attention_mask)
-                hidden = out
+                    hidden = conv(ctx.extras["embedding_output"], hidden, ctx.attention_mask)
         return hidden
 
     def pooler_style(self) -> dict[str, Any]:
@@ -227,10 +218,9 @@ class SegmentedEncoder(nn.Module):
         DeBERTa ships no pooler and its classifier's ContextPooler is dropout(`pooler_dropout`) + dense
         + `pooler_hidden_act` (GELU in the released configs)."""
         if self.family == "deberta":
-            return {
-                "activation": str(self.config.pooler_hidden_act),
-                "dropout": float(self.config.pooler_dropout),
-            }
+            return dict(
+                activation=str(self.config.pooler_hidden_act), dropout=float(self.config.pooler_dropout)
+            )
         pooler = getattr(self.model, "pooler", None)
         return {"init_from": pooler if pooler is not None and hasattr(pooler, "dense") else None}
 
@@ -477,15 +467,13 @@ def inference_heads(
 ) -> list[nn.Module | Callable]:
     """Eval-mode callables computing each head's `forward` bit-identically, with less overhead.
 
-    At batch 1 a head's module calls and mask handling cost about as much as its arithmetic,
-    and the engine pays that at every exit. Each callable runs the same operations on the
-    same tensors as `ExitHead.forward` (pool, dense, activation, exit scorer, classifier;
-    dropout is the identity in eval mode), so the outputs are the same bits, but without the
-    module-call machinery, and mean pooling's float mask and token counts are built once per attention
-    mask and shared by all heads (as `pool` builds them; the mask is recognised by identity,
-    so `cache.clear()` before inputs that may have been changed in place). Only plain heads
-    qualify: a subclass, replaced submodules, hooks, a compiled head or training mode keep the
-    module.
+    At batch 1 a head's module calls and mask handling cost about as much as its arithmetic, and the
+    engine pays that at every exit. Each callable runs `ExitHead.forward`'s operations on the same
+    tensors (dropout is the identity in eval mode), so the outputs are the same bits, without the
+    module-call machinery; mean pooling's float mask and token counts are built once per attention mask
+    for all heads (the mask is recognised by identity: `cache.clear()` before inputs changed in place).
+    Only plain heads qualify: a subclass, replaced submodules, hooks, a compiled head or training mode
+    keep the module.
     """
     cache = cache or PoolingCache()
     return [_plain_head(head, cache) if _is_plain(head) else head for head in heads]

@@ -41,13 +41,11 @@ class GradientScaledSweetModule(AdaptiveModule):
     """Gradient-scaled SWEET (new here): between SWEET and Early-Exit.
 
     Where SWEET detaches the state entering each later segment, this multiplies the gradient flowing
-    back across that boundary by `method.alpha` in [0, 1] (identity forward). Exit j's loss reaches
-    segment i <= j scaled by alpha ** (j - i), the number of boundaries it crosses (the context's
-    parameter-derived tensors, e.g. DeBERTa's relative embeddings, owned by the first segment, scale
-    the same way). alpha = 0 is SWEET and alpha = 1 is Early-Exit, computed exactly as those methods
-    compute them (`MultiExitModel.cross_boundary`). A sweep over alpha traces the trade-off of paper
-    Sec. 4.2 between the early classifiers (SWEET leads at fast speeds) and the late ones (Early-Exit
-    leads at slow speeds: its later classifiers also shape the early layers).
+    back across that boundary by `method.alpha` in [0, 1] (identity forward), so exit j's loss reaches
+    segment i <= j scaled by alpha ** (j - i) (`MultiExitModel`). alpha = 0 is SWEET and alpha = 1 is
+    Early-Exit, computed exactly as those methods compute them. A sweep over alpha traces the trade-off
+    of paper Sec. 4.2 between the early classifiers (SWEET leads at fast speeds) and the late ones
+    (Early-Exit leads at slow speeds: its later classifiers also shape the early layers).
 
     The run's method name carries alpha (`sweet_alpha0.25`, conf/method/sweet_alpha.yaml), so the
     report shows each alpha as a method of its own and a sweep's runs land in different dirs.
@@ -241,13 +239,9 @@ class TwoStageModule(AdaptiveModule):
         self.stage1_epochs = stage1_epochs
         self.stage2_epochs = stage2_epochs
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if stage == "fit":
-            stage1_epoch_count(self.stage1_epochs, self.stage2_epochs, self.trainer.max_epochs)
-
     def stage1_epoch_count(self) -> int:
-        """Stage 1's epochs under the attached Trainer; without one (the gradient analysis, whose
+        """Stage 1's epochs under the attached Trainer, checked against its max_epochs (a fit calls this
+        in configure_optimizers, before the first step); without one (the gradient analysis, whose
         fine-tuning counts as epoch 0) stage 1 alone."""
         if self._trainer is None:
             return self.stage1_epochs or 1
