@@ -233,12 +233,33 @@ class SegmentedEncoder(nn.Module):
 POOLINGS = ("cls", "mean")
 
 
-def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+class PoolingCache:
+    """Mean pooling's float mask [B, T, 1] and clamped token counts [B, 1] for the last attention mask
+    (recognised by identity), in one tuple replaced whole, so concurrent callers never mix two masks'
+    entries. The inference engine shares one across all heads."""
+
+    entry: tuple | None = None  # (attention_mask kept alive, dtype, weights, counts)
+
+    def clear(self) -> None:
+        self.entry = None
+
+    def get(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        entry = self.entry
+        if entry is None or entry[0] is not attention_mask or entry[1] != dtype:
+            weights = attention_mask.unsqueeze(-1).to(dtype)
+            entry = (attention_mask, dtype, weights, weights.sum(1).clamp(min=1.0))
+            self.entry = entry
+        return entry[2], entry[3]
+
+
+def pool(
+    hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str, cache: PoolingCache | None = None
+) -> torch.Tensor:
     """[B, T, H] -> [B, H]; mean pooling ignores padding positions."""
     if pooling == "cls":
         return hidden[:, 0]
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    weights, counts = (cache or PoolingCache()).get(attention_mask, hidden.dtype)
+    return (hidden * weights).sum(1) / counts
 
 
 class Pooler(nn.Module):
@@ -470,8 +491,7 @@ def inference_heads(
     At batch 1 a head's module calls and mask handling cost about as much as its arithmetic, and the
     engine pays that at every exit. Each callable runs `ExitHead.forward`'s operations on the same
     tensors (dropout is the identity in eval mode), so the outputs are the same bits, without the
-    module-call machinery; mean pooling's float mask and token counts are built once per attention mask
-    for all heads (the mask is recognised by identity: `cache.clear()` before inputs changed in place).
+    module-call machinery; all heads share `cache` (`cache.clear()` before inputs changed in place).
     Only plain heads qualify: a subclass, replaced submodules, hooks, a compiled head or training mode
     keep the module.
     """
@@ -492,38 +512,15 @@ def _is_plain(head: nn.Module) -> bool:
     )
 
 
-class PoolingCache:
-    """The last attention mask's float mask [B, T, 1] and clamped token counts [B, 1], in one tuple
-    replaced whole, so concurrent callers never mix two masks' entries."""
-
-    entry: tuple | None = None  # (attention_mask kept alive, dtype, weights, counts)
-
-    def clear(self) -> None:
-        self.entry = None
-
-    def get(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        entry = self.entry
-        if entry is None or entry[0] is not attention_mask or entry[1] != dtype:
-            weights = attention_mask.unsqueeze(-1).to(dtype)  # exactly as `pool` computes them
-            entry = (attention_mask, dtype, weights, weights.sum(1).clamp(min=1.0))
-            self.entry = entry
-        return entry[2], entry[3]
-
-
 def _plain_head(head: ExitHead, cache: PoolingCache) -> Callable:
     dense, classifier, scorer = head.pooler.dense, head.classifier, head.exit_scorer
     act = head.pooler.act.forward  # the module's own function, without the call machinery
-    mean = head.pooler.pooling == "mean"
+    pooling = head.pooler.pooling
 
     def forward(
         hidden: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if mean:
-            weights, counts = cache.get(attention_mask, hidden.dtype)
-            pooled = (hidden * weights).sum(1) / counts
-        else:
-            pooled = hidden[:, 0]
-        pooled = act(F.linear(pooled, dense.weight, dense.bias))
+        pooled = act(F.linear(pool(hidden, attention_mask, pooling, cache), dense.weight, dense.bias))
         score = None if scorer is None else F.linear(pooled, scorer.weight, scorer.bias).squeeze(-1)
         return F.linear(pooled, classifier.weight, classifier.bias), score
 

@@ -142,11 +142,8 @@ class CascadeModule(AdaptiveModule):
         algorithm = gradient_clip_algorithm or GradClipAlgorithmType.NORM  # None: Lightning's default
         if not gradient_clip_val or GradClipAlgorithmType(algorithm) != GradClipAlgorithmType.NORM:
             return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        for member in self.net.members:
-            grads = [p for p in member.parameters() if p.grad is not None]
-            if grads:
-                torch.nn.utils.clip_grad_norm_(grads, float(gradient_clip_val))
-        return None
+        for member in self.net.members:  # parameters without a gradient are skipped
+            torch.nn.utils.clip_grad_norm_(member.parameters(), float(gradient_clip_val))
 
 
 class AlternatingModule(AdaptiveModule):
