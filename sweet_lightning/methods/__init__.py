@@ -198,13 +198,10 @@ class TwoStageModule(AdaptiveModule):
 
     One Lightning fit, switched at an epoch boundary: epochs 0 .. stage1_epochs-1 are stage 1, the
     rest of `trainer.max_epochs` stage 2 (the stage is a function of the epoch alone, so a run resumed
-    from last.ckpt at the boundary continues in the right stage).
-
-    - Stage 1: the loss is the last exit's cross-entropy; the earlier heads get no gradient.
-    - Stage 2: the loss is the earlier exits' cross-entropies weighted by `method.exit_weights`
-      (default: their plain sum, as DeeBERT); the encoder runs without autograd and the last exit is
-      left out, so backbone and last head get no gradient (None) and AdamW leaves them exactly as they
-      are (no step, no weight decay).
+    from last.ckpt at the boundary continues in the right stage). Stage 2's loss is the earlier exits'
+    cross-entropies weighted by `method.exit_weights` (default: their plain sum, as DeeBERT); the
+    encoder runs without autograd and the last exit is left out, so backbone and last head get no
+    gradient (None) and AdamW leaves them exactly as they are (no step, no weight decay).
 
     DeeBERT runs each stage with a new AdamW and a new linear schedule. Here one AdamW serves both
     stages, which is the same thing: the earlier heads have no optimizer state before stage 2 (AdamW
