@@ -63,12 +63,6 @@ def grouped_batches(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def _shard(sampler: Sampler | None) -> tuple[int, int]:
-    if isinstance(sampler, DistributedSampler):
-        return sampler.rank, sampler.num_replicas
-    return 0, 1
-
-
 class LengthGroupedBatchSampler(BatchSampler):
     """Training batches of similar lengths, drawn by `grouped_batches` from (seed, epoch).
 
@@ -94,7 +88,8 @@ class LengthGroupedBatchSampler(BatchSampler):
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.seed = int(seed)
         self.mega_batches = int(mega_batches)
-        self.rank, self.world_size = _shard(sampler)
+        ddp = isinstance(sampler, DistributedSampler)
+        self.rank, self.world_size = (sampler.rank, sampler.num_replicas) if ddp else (0, 1)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -103,16 +98,8 @@ class LengthGroupedBatchSampler(BatchSampler):
     def __iter__(self) -> Iterator[list[int]]:
         # the body runs at the first batch, not when the DataLoader makes its iterator: a set_epoch
         # between the two still counts
-        batches = grouped_batches(
-            self.lengths,
-            self.batch_size,
-            self.seed,
-            self.epoch,
-            self.rank,
-            self.world_size,
-            self.mega_batches,
-        )
-        for batch in batches:
+        args = (self.batch_size, self.seed, self.epoch, self.rank, self.world_size, self.mega_batches)
+        for batch in grouped_batches(self.lengths, *args):
             yield batch.tolist()
 
     def __len__(self) -> int:
@@ -125,9 +112,9 @@ class LengthGroupedBatchSampler(BatchSampler):
 class LengthOrdered(Dataset):
     """A view of `dataset` longest row first: row i of the view is row `order[i]` of the dataset."""
 
-    def __init__(self, dataset, lengths: Sequence[int] | np.ndarray | None = None) -> None:
+    def __init__(self, dataset) -> None:
         self.dataset = dataset
-        self.order = length_order(token_lengths(dataset) if lengths is None else lengths)
+        self.order = length_order(token_lengths(dataset))
 
     def __len__(self) -> int:
         return len(self.order)
@@ -138,9 +125,7 @@ class LengthOrdered(Dataset):
     def __getitems__(self, indices: list[int]) -> list:
         # the DataLoader fetches a whole batch at once through this; a tokenised datasets.Dataset
         # answers that in one read instead of one per row
-        rows = [int(self.order[i]) for i in indices]
-        getitems = getattr(self.dataset, "__getitems__", None)
-        return getitems(rows) if getitems is not None else [self.dataset[i] for i in rows]
+        return self.dataset.__getitems__([int(self.order[i]) for i in indices])
 
 
 def dataset_order(order: np.ndarray, tensor: torch.Tensor) -> torch.Tensor:

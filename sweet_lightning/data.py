@@ -39,16 +39,12 @@ _SET_GLUE_DIR = "set GLUE_DIR=/path/to/glue or data.glue_dir=..."
 Rows = tuple[list[tuple[str, ...]], list[int], int]
 
 
-def _spec(task: TaskSpec | str) -> TaskSpec:
-    return task if isinstance(task, TaskSpec) else get_task(task)
-
-
 def read_glue_tsv(task: TaskSpec | str, path: str | os.PathLike) -> Rows:
     """Parse one GLUE TSV into (texts in ``task.text_keys`` order, class ids, number of skipped rows).
 
     Quotes are plain characters in GLUE (QUOTE_NONE): a quote-aware parser would glue rows together.
     """
-    spec = _spec(task)
+    spec = task if isinstance(task, TaskSpec) else get_task(task)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"GLUE {spec.name} file not found: {path}; {_SET_GLUE_DIR}")
@@ -122,9 +118,8 @@ def sample_indices(
     return train, calibration
 
 
-def glue_files(task: TaskSpec | str, glue_dir: str | os.PathLike) -> dict[str, Path]:
+def glue_files(spec: TaskSpec, glue_dir: str | os.PathLike) -> dict[str, Path]:
     """Paths of the training pool and every evaluation split, checked to exist."""
-    spec = _spec(task)
     folder = Path(glue_dir).expanduser() / spec.glue_dir
     train = folder / "train.tsv"
     if not train.is_file():
@@ -154,9 +149,8 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         state = json.loads(backend.to_str())
-        # truncation/padding are per-call settings the backend remembers; they must not change the key
-        state.pop("truncation", None)
-        state.pop("padding", None)
+        for per_call in ("truncation", "padding"):  # settings the backend remembers: not part of the key
+            state.pop(per_call, None)
         digest.update(json.dumps(state, sort_keys=True).encode())
     else:
         digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
@@ -176,8 +170,6 @@ def _tokenize(
         for key, values in encoded.items():
             if key != "attention_mask":  # all ones before padding; the collator rebuilds it per batch
                 columns.setdefault(key, []).extend(values)
-    if not texts:
-        columns["input_ids"] = []
     columns["labels"] = list(labels)
     return datasets.Dataset.from_dict(columns)
 
@@ -228,22 +220,8 @@ class GlueDataModule(L.LightningDataModule):
         mega_batches: int = MEGA_BATCHES,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters()  # self.hparams holds every argument
         self.task = get_task(task)
-        if train_size <= 0:
-            raise ValueError(f"train_size must be > 0 (got {train_size}), e.g. train_size=6000")
-        self.tokenizer_name = tokenizer
-        self.glue_dir = glue_dir
-        self.train_size = train_size
-        self.max_seq_length = max_seq_length
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.seed = seed
-        self.calibration_size = calibration_size
-        self.num_workers = num_workers
-        self.group_by_length = bool(group_by_length)
-        self.sort_eval_by_length = bool(sort_eval_by_length)
-        self.mega_batches = int(mega_batches)
         xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else Path(xdg) / "sweet_lightning"
         self.eval_split_names: list[str] = list(self.task.eval_splits)
@@ -259,7 +237,7 @@ class GlueDataModule(L.LightningDataModule):
 
     def _sources(self) -> dict[str, tuple[str, Callable[[], Rows]]]:
         """Split -> (fingerprint of its raw data, loader of its rows); checks every split exists first."""
-        glue_dir = self.glue_dir or os.environ.get("GLUE_DIR") or None
+        glue_dir = self.hparams.glue_dir or os.environ.get("GLUE_DIR") or None
         spec = self.task
         if glue_dir is not None:
             return {
@@ -285,33 +263,19 @@ class GlueDataModule(L.LightningDataModule):
     ) -> datasets.Dataset:
         """The split tokenised, from the disk cache when the data, tokenizer and length all match."""
         spec = self.task
-        key = json.dumps(
-            [
-                CACHE_VERSION,
-                spec.name,
-                spec.text_keys,
-                spec.labels,
-                split,
-                fingerprint,
-                tok_key,
-                self.max_seq_length,
-            ]
-        )
+        key = [CACHE_VERSION, spec.name, spec.text_keys, spec.labels, split, fingerprint, tok_key]
+        key = json.dumps([*key, self.hparams.max_seq_length])
         entry = self.cache_dir / f"{spec.name}-{split}-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
         meta = json.loads((entry / "meta.json").read_text()) if (entry / "meta.json").is_file() else None
         # a 0-row entry (written before empty files were refused) cannot be loaded: read the file again
         if meta and meta["rows"] > 0:
+            rows, skipped = meta["rows"], meta["skipped"]
             log.info(
-                "%s/%s: %d tokenised rows from cache %s (%d skipped)",
-                spec.name,
-                split,
-                meta["rows"],
-                entry,
-                meta["skipped"],
+                "%s/%s: %d tokenised rows from cache %s (%d skipped)", spec.name, split, rows, entry, skipped
             )
             return datasets.load_from_disk(str(entry))
         texts, labels, skipped = load_rows()
-        dataset = _tokenize(self.tokenizer, texts, labels, self.max_seq_length)
+        dataset = _tokenize(self.tokenizer, texts, labels, self.hparams.max_seq_length)
         # Write beside the entry and rename it in place, so a crash or a concurrent rank never leaves a
         # half-written entry that a later run would trust (meta.json is written last, as the marker).
         tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
@@ -333,73 +297,58 @@ class GlueDataModule(L.LightningDataModule):
         if self.train_dataset is not None:  # Lightning calls setup once per stage; the data do not change
             return
         sources = self._sources()  # fail on missing files before spending time on the tokenizer
-        self.tokenizer = load_tokenizer(self.tokenizer_name)  # a hub name, a path or package:<module>
+        self.tokenizer = load_tokenizer(self.hparams.tokenizer)  # a hub name, a path or package:<module>
         self.collator = DataCollatorWithPadding(self.tokenizer)
         tok_key = tokenizer_fingerprint(self.tokenizer)
         # The whole pool is tokenised and cached, so other seeds and sizes reuse the same entry.
         pool = self._tokenized("train", *sources["train"], tok_key)
+        hp = self.hparams
         self.train_indices, self.calibration_indices = sample_indices(
-            len(pool), self.train_size, self.seed, self.calibration_size
+            len(pool), hp.train_size, hp.seed, hp.calibration_size
         )
         self.train_dataset = pool.select(self.train_indices)
-        self.calibration_dataset = pool.select(self.calibration_indices) if self.calibration_size else None
+        self.calibration_dataset = pool.select(self.calibration_indices) if hp.calibration_size else None
         self.eval_datasets = {
             split: self._tokenized(split, *sources[split], tok_key) for split in self.eval_split_names
         }
 
     # -- loaders -----------------------------------------------------------------------------------
 
-    def _loader(
-        self, dataset: datasets.Dataset | LengthOrdered | None, batch_size: int, shuffle: bool = False
-    ) -> DataLoader:
+    def _loader(self, dataset: datasets.Dataset | LengthOrdered | None, seeded: bool, **kwargs) -> DataLoader:
         if dataset is None or self.collator is None:
             raise RuntimeError("GlueDataModule.setup() must run before asking for a dataloader")
+        hp = self.hparams
         return DataLoader(
             dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            # a fresh generator per call: the batch order depends only on the seed
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-            **self._loader_kwargs(),
+            # A loader draws its workers' base seed at every new iterator, from the global torch stream
+            # when it has no generator: in training that draw would shift the dropout stream
+            # EpochSeeding sets, and by a different amount in a resumed run (whose first iterator comes
+            # before the reseed). A fresh generator per call: the batch order depends only on the seed.
+            generator=torch.Generator().manual_seed(hp.seed) if seeded else None,
+            collate_fn=self.collator,
+            num_workers=hp.num_workers,
+            persistent_workers=hp.num_workers > 0,
+            **kwargs,
         )
-
-    def _loader_kwargs(self) -> dict:
-        return {
-            "collate_fn": self.collator,
-            "num_workers": self.num_workers,
-            "persistent_workers": self.num_workers > 0,
-        }
 
     def train_dataloader(self) -> DataLoader:
-        if not self.group_by_length:
-            return self._loader(self.train_dataset, self.batch_size, shuffle=True)
-        if self.train_dataset is None:
-            raise RuntimeError("GlueDataModule.setup() must run before asking for a dataloader")
+        hp, dataset = self.hparams, self.train_dataset
+        if not hp.group_by_length or dataset is None:  # None: _loader says that setup() must run first
+            return self._loader(dataset, True, batch_size=hp.batch_size, shuffle=True)
         sampler = LengthGroupedBatchSampler(
             # under DDP Lightning swaps this for its DistributedSampler, which picks this rank's shard
-            sampler=SequentialSampler(self.train_dataset),
-            lengths=token_lengths(self.train_dataset),
-            batch_size=self.batch_size,
-            seed=self.seed,
-            mega_batches=self.mega_batches,
+            sampler=SequentialSampler(dataset),
+            lengths=token_lengths(dataset),
+            batch_size=hp.batch_size,
+            seed=hp.seed,
+            mega_batches=hp.mega_batches,
         )
-        return DataLoader(
-            self.train_dataset,
-            batch_sampler=sampler,
-            # A loader draws its workers' base seed at every new iterator, from the global torch stream
-            # when it has no generator: that draw would shift the dropout stream EpochSeeding sets, and
-            # by a different amount in a resumed run (whose first iterator comes before the reseed).
-            generator=torch.Generator().manual_seed(self.seed),
-            **self._loader_kwargs(),
-        )
+        return self._loader(dataset, True, batch_sampler=sampler)
 
     @property
     def val_split_names(self) -> list[str]:
-        """Names of `val_dataloader()`'s loaders: the eval splits, then "calibration" if held out.
-
-        The calibration split is evaluated with the others so temperatures can be fitted on it
-        every validation epoch.
-        """
+        """Names of `val_dataloader()`'s loaders: the eval splits, then "calibration" if held out (it is
+        evaluated with the others so that temperatures can be fitted on it every validation epoch)."""
         return self.eval_split_names + ([CALIBRATION_SPLIT] if self.calibration_dataset is not None else [])
 
     def val_dataloader(self) -> list[DataLoader]:
@@ -416,13 +365,13 @@ class GlueDataModule(L.LightningDataModule):
         return self._eval_loader(self.eval_datasets.get(split))
 
     def calibration_dataloader(self) -> DataLoader:
-        if self.calibration_size == 0:
+        if self.hparams.calibration_size == 0:
             raise ValueError("no calibration set: set calibration_size > 0")
         return self._eval_loader(self.calibration_dataset)
 
     def _eval_loader(self, dataset: datasets.Dataset | None) -> DataLoader:
         # longest rows first: batches pad to similar lengths; the rows' outputs go back to dataset
         # order in AdaptiveModule.take_eval_outputs, which reads the view's `order`
-        if dataset is not None and self.sort_eval_by_length:
+        if dataset is not None and self.hparams.sort_eval_by_length:
             dataset = LengthOrdered(dataset)
-        return self._loader(dataset, self.eval_batch_size)
+        return self._loader(dataset, False, batch_size=self.hparams.eval_batch_size)

@@ -59,9 +59,7 @@ def resolve_pretrained(pretrained: str) -> str:
 
 
 def load_encoder(
-    pretrained: str,
-    random_init: bool = False,
-    config_overrides: dict[str, Any] | None = None,
+    pretrained: str, random_init: bool = False, config_overrides: dict[str, Any] | None = None
 ) -> SegmentedEncoder:
     """The base encoder wrapped for segment-by-segment use, in train mode."""
     from transformers import AutoConfig, AutoModel
@@ -71,10 +69,9 @@ def load_encoder(
         config = AutoConfig.from_pretrained(path)
         for key, value in (config_overrides or {}).items():
             setattr(config, key, value)
-        if random_init:
-            model = AutoModel.from_config(config)
-        else:
-            model = AutoModel.from_pretrained(path, config=config)
+        model = (
+            AutoModel.from_config(config) if random_init else AutoModel.from_pretrained(path, config=config)
+        )
     except OSError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise RuntimeError(f"Cannot load {pretrained!r} ({first}); offline? {OFFLINE_HINT}.") from err
@@ -99,7 +96,6 @@ def load_tokenizer(pretrained: str):
 BERT_LIKE = {"bert", "roberta", "xlm-roberta", "camembert", "electra", "ernie", "data2vec-text"}
 DEBERTA_LIKE = {"deberta", "deberta-v2"}
 FAMILY = {**dict.fromkeys(BERT_LIKE, "bert"), **dict.fromkeys(DEBERTA_LIKE, "deberta"), "mpnet": "mpnet"}
-SUPPORTED = sorted(FAMILY)
 
 
 @dataclass
@@ -110,19 +106,12 @@ class LayerContext:
     layer_mask: torch.Tensor | None  # the mask in the form the family's layers expect
     extras: dict = field(default_factory=dict)  # family-specific (position bias, rel. embeddings, ...)
 
-    def detached(self) -> LayerContext:
-        """Same context with every parameter-derived tensor cut from the graph.
-
-        SWEET uses this so that a later segment cannot send gradient into parameters that
-        are shared across layers but owned by the first segment (e.g. DeBERTa's relative
-        position embeddings).
-        """
-        return self.map_tensors(torch.Tensor.detach)
-
     def map_tensors(self, fn) -> LayerContext:
         """Same context with `fn` applied to every parameter-derived tensor (the extras: the
         masks come from the input alone). What crosses a segment boundary, SWEET's detach or
-        gradient-scaled SWEET's scaling, must treat these tensors as it treats the hidden state."""
+        gradient-scaled SWEET's scaling, must treat these tensors as it treats the hidden state:
+        parameters shared across layers but owned by the first segment (e.g. DeBERTa's relative
+        position embeddings) must not take gradient from a later segment that SWEET cuts off."""
         extras = {k: fn(v) if torch.is_tensor(v) else v for k, v in self.extras.items()}
         return replace(self, extras=extras)
 
@@ -135,7 +124,7 @@ class SegmentedEncoder(nn.Module):
         model_type = getattr(model.config, "model_type", "")
         if model_type not in FAMILY:
             raise ValueError(
-                f"Unsupported encoder type {model_type!r}: supported are {', '.join(SUPPORTED)}."
+                f"Unsupported encoder type {model_type!r}: supported are {', '.join(sorted(FAMILY))}."
             )
         self.family = FAMILY[model_type]
         self.model = model
@@ -216,53 +205,61 @@ class SegmentedEncoder(nn.Module):
             elif self.family == "mpnet":
                 hidden = layer(hidden, ctx.layer_mask, ctx.extras["position_bias"])[0]
             else:
-                out, _ = layer(
-                    hidden,
-                    ctx.layer_mask,
-                    relative_pos=ctx.extras["relative_pos"],
-                    rel_embeddings=ctx.extras["rel_embeddings"],
-                )
+                relative = {key: ctx.extras[key] for key in ("relative_pos", "rel_embeddings")}
+                hidden, _ = layer(hidden, ctx.layer_mask, **relative)
                 conv = getattr(self.model.encoder, "conv", None)
                 if i == 0 and conv is not None:
-                    out = conv(ctx.extras["embedding_output"], out, ctx.attention_mask)
-                hidden = out
+                    hidden = conv(ctx.extras["embedding_output"], hidden, ctx.attention_mask)
         return hidden
 
-    def pooler_style(self) -> tuple[str, float]:
-        """(activation, input dropout) of the exit heads' pooler, as in the family's own
-        classification head: BERT-like and MPNet poolers are dense + tanh; DeBERTa ships no
-        pooler and its classifier's ContextPooler is dropout(`pooler_dropout`) + dense +
-        `pooler_hidden_act` (GELU in the released configs)."""
+    def pooler_style(self) -> dict[str, Any]:
+        """`Pooler` arguments for the exit heads, as in the family's own classification head: BERT-like
+        and MPNet poolers are dense + tanh, initialised from the checkpoint's pooler when it has one;
+        DeBERTa ships no pooler and its classifier's ContextPooler is dropout(`pooler_dropout`) + dense
+        + `pooler_hidden_act` (GELU in the released configs)."""
         if self.family == "deberta":
-            return str(self.config.pooler_hidden_act), float(self.config.pooler_dropout)
-        return "tanh", 0.0
-
-    def pretrained_pooler(self) -> nn.Module | None:
-        """The checkpoint's pooler (dense + tanh), if the model has one, to initialise exit heads."""
+            return dict(
+                activation=str(self.config.pooler_hidden_act), dropout=float(self.config.pooler_dropout)
+            )
         pooler = getattr(self.model, "pooler", None)
-        return pooler if pooler is not None and hasattr(pooler, "dense") else None
+        return {"init_from": pooler if pooler is not None and hasattr(pooler, "dense") else None}
 
 
 # ---- 3. exit heads ---------------------------------------------------------------------------
-# The pooler follows the backbone's own classification head (`SegmentedEncoder.pooler_style`):
-# dense + tanh as BERT's pooler (initialised from the checkpoint's when it has one); for DeBERTa,
-# which ships no pretrained pooler, dropout + dense + `pooler_hidden_act` (GELU) as its ContextPooler.
-# It pools the first token ([CLS], the paper's setting) or the mean over non-padding tokens (what
+# The pooler follows the backbone's own classification head (`SegmentedEncoder.pooler_style`) and pools
+# the first token ([CLS], the paper's setting) or the mean over non-padding tokens (what
 # sentence-embedding checkpoints such as MiniLM-L6 were trained with).
 
 POOLINGS = ("cls", "mean")
 
 
-def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+class PoolingCache:
+    """Mean pooling's float mask [B, T, 1] and clamped token counts [B, 1] for the last attention mask
+    (recognised by identity), in one tuple replaced whole, so concurrent callers never mix two masks'
+    entries. The inference engine shares one across all heads."""
+
+    entry: tuple | None = None  # (attention_mask kept alive, dtype, weights, counts)
+
+    def clear(self) -> None:
+        self.entry = None
+
+    def get(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        entry = self.entry
+        if entry is None or entry[0] is not attention_mask or entry[1] != dtype:
+            weights = attention_mask.unsqueeze(-1).to(dtype)
+            entry = (attention_mask, dtype, weights, weights.sum(1).clamp(min=1.0))
+            self.entry = entry
+        return entry[2], entry[3]
+
+
+def pool(
+    hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str, cache: PoolingCache | None = None
+) -> torch.Tensor:
     """[B, T, H] -> [B, H]; mean pooling ignores padding positions."""
     if pooling == "cls":
         return hidden[:, 0]
-    if pooling == "mean":
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-    raise ValueError(
-        f"Unknown exit pooling {pooling!r}: use model.exit_pooling=cls or model.exit_pooling=mean."
-    )
+    weights, counts = (cache or PoolingCache()).get(attention_mask, hidden.dtype)
+    return (hidden * weights).sum(1) / counts
 
 
 class Pooler(nn.Module):
@@ -278,7 +275,9 @@ class Pooler(nn.Module):
     ):
         super().__init__()
         if pooling not in POOLINGS:
-            pool(torch.zeros(1, 1, 1), torch.ones(1, 1), pooling)  # raises the one-line error
+            raise ValueError(
+                f"Unknown exit pooling {pooling!r}: use model.exit_pooling=cls or model.exit_pooling=mean."
+            )
         from transformers.activations import ACT2FN
 
         self.pooling = pooling
@@ -355,13 +354,6 @@ def scale_gradient(x: torch.Tensor, alpha: float) -> torch.Tensor:
     return _ScaleGradient.apply(x, alpha)
 
 
-def check_boundary_grad(alpha: float, key: str = "method.alpha") -> float:
-    alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0:  # also refuses NaN
-        raise ValueError(f"{key}={alpha} must be in [0, 1] (0 = SWEET, 1 = Early-Exit).")
-    return alpha
-
-
 class MultiExitModel(nn.Module):
     """Early-Exit network: segments of one encoder, a head after each exit layer.
 
@@ -392,18 +384,12 @@ class MultiExitModel(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.exit_layers = check_exit_layers(exit_layers, encoder.num_layers)
-        self.num_layers = encoder.num_layers
-        self.boundary_grad = check_boundary_grad(boundary_grad, "boundary_grad")
+        self.boundary_grad = boundary_grad  # checked where the config gives it (method.alpha)
         hidden = encoder.config.hidden_size
-        init = encoder.pretrained_pooler()
-        activation, pooler_dropout = encoder.pooler_style()
-
-        def new_pooler() -> Pooler:
-            return Pooler(hidden, pooling, init, activation=activation, dropout=pooler_dropout)
-
-        shared = new_pooler() if shared_pooler else None
+        style = encoder.pooler_style()
+        shared = Pooler(hidden, pooling, **style) if shared_pooler else None
         self.heads = nn.ModuleList(
-            ExitHead(hidden, num_labels, shared or new_pooler(), dropout, learned_exit)
+            ExitHead(hidden, num_labels, shared or Pooler(hidden, pooling, **style), dropout, learned_exit)
             for _ in self.exit_layers
         )
         # the checkpoint's own pooler is replaced by the heads' copies
@@ -425,7 +411,7 @@ class MultiExitModel(nn.Module):
         """
         alpha = self.boundary_grad
         if alpha == 0.0:
-            return hidden.detach(), ctx.detached()
+            return hidden.detach(), ctx.map_tensors(torch.Tensor.detach)
         if alpha == 1.0:
             return hidden, ctx
         return scale_gradient(hidden, alpha), ctx.map_tensors(
@@ -462,12 +448,8 @@ class MultiExitModel(nn.Module):
     ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
         """Each head on its exit's state; a lazy `states` interleaves segments and heads, so the
         random draws (dropout) come in the same order as they always have."""
-        logits, scores = [], []
-        for hidden, head in zip(states, self.heads, strict=True):
-            lg, sc = head(hidden, attention_mask)  # [B, C], [B] or None
-            logits.append(lg)
-            scores.append(sc)
-        return logits, scores
+        outputs = [head(hidden, attention_mask) for hidden, head in zip(states, self.heads, strict=True)]
+        return [logits for logits, _ in outputs], [score for _, score in outputs]  # [B, C], [B] or None
 
 
 class CascadeModel(nn.Module):
@@ -481,7 +463,6 @@ class CascadeModel(nn.Module):
         """`head_kwargs`: each member's head, as MultiExitModel takes them (pooling, dropout, learned_exit)."""
         super().__init__()
         self.exit_layers = check_exit_layers(exit_layers, encoder.num_layers)
-        self.num_layers = encoder.num_layers
         members = []
         for layers in self.exit_layers:
             member_encoder = copy.deepcopy(encoder)
@@ -507,15 +488,12 @@ def inference_heads(
 ) -> list[nn.Module | Callable]:
     """Eval-mode callables computing each head's `forward` bit-identically, with less overhead.
 
-    At batch 1 a head's module calls and mask handling cost about as much as its arithmetic,
-    and the engine pays that at every exit. Each callable runs the same operations on the
-    same tensors as `ExitHead.forward` (pool, dense, activation, exit scorer, classifier;
-    dropout is the identity in eval mode), so the outputs are the same bits, but without the
-    module-call machinery, and mean pooling's float mask and token counts are built once per attention
-    mask and shared by all heads (as `pool` builds them; the mask is recognised by identity,
-    so `cache.clear()` before inputs that may have been changed in place). Only plain heads
-    qualify: a subclass, replaced submodules, hooks, a compiled head or training mode keep the
-    module.
+    At batch 1 a head's module calls and mask handling cost about as much as its arithmetic, and the
+    engine pays that at every exit. Each callable runs `ExitHead.forward`'s operations on the same
+    tensors (dropout is the identity in eval mode), so the outputs are the same bits, without the
+    module-call machinery; all heads share `cache` (`cache.clear()` before inputs changed in place).
+    Only plain heads qualify: a subclass, replaced submodules, hooks, a compiled head or training mode
+    keep the module.
     """
     cache = cache or PoolingCache()
     return [_plain_head(head, cache) if _is_plain(head) else head for head in heads]
@@ -534,41 +512,15 @@ def _is_plain(head: nn.Module) -> bool:
     )
 
 
-class PoolingCache:
-    """The last attention mask's float mask [B, T, 1] and clamped token counts [B, 1].
-
-    One tuple, replaced whole, so concurrent callers never mix two masks' entries.
-    """
-
-    def __init__(self):
-        self.entry: tuple | None = None  # (attention_mask kept alive, dtype, weights, counts)
-
-    def clear(self) -> None:
-        self.entry = None
-
-    def get(self, attention_mask: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        entry = self.entry
-        if entry is None or entry[0] is not attention_mask or entry[1] != dtype:
-            weights = attention_mask.unsqueeze(-1).to(dtype)  # exactly as `pool` computes them
-            entry = (attention_mask, dtype, weights, weights.sum(1).clamp(min=1.0))
-            self.entry = entry
-        return entry[2], entry[3]
-
-
 def _plain_head(head: ExitHead, cache: PoolingCache) -> Callable:
     dense, classifier, scorer = head.pooler.dense, head.classifier, head.exit_scorer
     act = head.pooler.act.forward  # the module's own function, without the call machinery
-    mean = head.pooler.pooling == "mean"
+    pooling = head.pooler.pooling
 
     def forward(
         hidden: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if mean:
-            weights, counts = cache.get(attention_mask, hidden.dtype)
-            pooled = (hidden * weights).sum(1) / counts
-        else:
-            pooled = hidden[:, 0]
-        pooled = act(F.linear(pooled, dense.weight, dense.bias))
+        pooled = act(F.linear(pool(hidden, attention_mask, pooling, cache), dense.weight, dense.bias))
         score = None if scorer is None else F.linear(pooled, scorer.weight, scorer.bias).squeeze(-1)
         return F.linear(pooled, classifier.weight, classifier.bias), score
 

@@ -101,7 +101,7 @@ def test_bert_heads_keep_the_pretrained_pooler_arithmetic():
     from sweet_lightning.modeling import MultiExitModel
 
     encoder = tiny_encoder("bert")
-    pretrained = encoder.pretrained_pooler()
+    pretrained = encoder.model.pooler  # the checkpoint's own, which the heads replace
     net = MultiExitModel(encoder, [1, 2], num_labels=2, pooling="cls").eval()
     hidden = torch.randn(3, 5, 16) * 3
     mask = torch.ones(3, 5, dtype=torch.long)

@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.utilities import GradClipAlgorithmType
 
 from sweet_lightning.methods.base import AdaptiveModule
-from sweet_lightning.modeling import CascadeModel, check_boundary_grad
+from sweet_lightning.modeling import CascadeModel
 
 
 class EarlyExitModule(AdaptiveModule):
@@ -41,13 +41,11 @@ class GradientScaledSweetModule(AdaptiveModule):
     """Gradient-scaled SWEET (new here): between SWEET and Early-Exit.
 
     Where SWEET detaches the state entering each later segment, this multiplies the gradient flowing
-    back across that boundary by `method.alpha` in [0, 1] (identity forward). Exit j's loss reaches
-    segment i <= j scaled by alpha ** (j - i), the number of boundaries it crosses (the context's
-    parameter-derived tensors, e.g. DeBERTa's relative embeddings, owned by the first segment, scale
-    the same way). alpha = 0 is SWEET and alpha = 1 is Early-Exit, computed exactly as those methods
-    compute them (`MultiExitModel.cross_boundary`). A sweep over alpha traces the trade-off of paper
-    Sec. 4.2 between the early classifiers (SWEET leads at fast speeds) and the late ones (Early-Exit
-    leads at slow speeds: its later classifiers also shape the early layers).
+    back across that boundary by `method.alpha` in [0, 1] (identity forward), so exit j's loss reaches
+    segment i <= j scaled by alpha ** (j - i) (`MultiExitModel`). alpha = 0 is SWEET and alpha = 1 is
+    Early-Exit, computed exactly as those methods compute them. A sweep over alpha traces the trade-off
+    of paper Sec. 4.2 between the early classifiers (SWEET leads at fast speeds) and the late ones
+    (Early-Exit leads at slow speeds: its later classifiers also shape the early layers).
 
     The run's method name carries alpha (`sweet_alpha0.25`, conf/method/sweet_alpha.yaml), so the
     report shows each alpha as a method of its own and a sweep's runs land in different dirs.
@@ -56,7 +54,10 @@ class GradientScaledSweetModule(AdaptiveModule):
     method = "sweet_alpha"
 
     def __init__(self, *args, alpha: float = 0.5, **kwargs):
-        self.boundary_grad = check_boundary_grad(alpha, "method.alpha")  # read by build_network
+        alpha = float(alpha)
+        if not 0.0 <= alpha <= 1.0:  # also refuses NaN
+            raise ValueError(f"method.alpha={alpha} must be in [0, 1] (0 = SWEET, 1 = Early-Exit).")
+        self.boundary_grad = alpha  # read by build_network
         super().__init__(*args, **kwargs)
 
 
@@ -74,14 +75,8 @@ class CascadeModule(AdaptiveModule):
                 "method.shared_pooler=true does not apply to method=cascade: its members are independent "
                 "models and share nothing; drop the key."
             )
-        return CascadeModel(
-            encoder,
-            exit_layers,
-            self.task.num_labels,
-            pooling=pooling,
-            dropout=dropout,
-            learned_exit=learned_exit,
-        )
+        heads = {"pooling": pooling, "dropout": dropout, "learned_exit": learned_exit}
+        return CascadeModel(encoder, exit_layers, self.task.num_labels, **heads)
 
     # ---- training member by member ------------------------------------------------------------
     # One joint loss keeps every member's activations alive until its backward: 4 models' worth of
@@ -147,11 +142,8 @@ class CascadeModule(AdaptiveModule):
         algorithm = gradient_clip_algorithm or GradClipAlgorithmType.NORM  # None: Lightning's default
         if not gradient_clip_val or GradClipAlgorithmType(algorithm) != GradClipAlgorithmType.NORM:
             return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
-        for member in self.net.members:
-            grads = [p for p in member.parameters() if p.grad is not None]
-            if grads:
-                torch.nn.utils.clip_grad_norm_(grads, float(gradient_clip_val))
-        return None
+        for member in self.net.members:  # parameters without a gradient are skipped
+            torch.nn.utils.clip_grad_norm_(member.parameters(), float(gradient_clip_val))
 
 
 class AlternatingModule(AdaptiveModule):
@@ -206,13 +198,10 @@ class TwoStageModule(AdaptiveModule):
 
     One Lightning fit, switched at an epoch boundary: epochs 0 .. stage1_epochs-1 are stage 1, the
     rest of `trainer.max_epochs` stage 2 (the stage is a function of the epoch alone, so a run resumed
-    from last.ckpt at the boundary continues in the right stage).
-
-    - Stage 1: the loss is the last exit's cross-entropy; the earlier heads get no gradient.
-    - Stage 2: the loss is the earlier exits' cross-entropies weighted by `method.exit_weights`
-      (default: their plain sum, as DeeBERT); the encoder runs without autograd and the last exit is
-      left out, so backbone and last head get no gradient (None) and AdamW leaves them exactly as they
-      are (no step, no weight decay).
+    from last.ckpt at the boundary continues in the right stage). Stage 2's loss is the earlier exits'
+    cross-entropies weighted by `method.exit_weights` (default: their plain sum, as DeeBERT); the
+    encoder runs without autograd and the last exit is left out, so backbone and last head get no
+    gradient (None) and AdamW leaves them exactly as they are (no step, no weight decay).
 
     DeeBERT runs each stage with a new AdamW and a new linear schedule. Here one AdamW serves both
     stages, which is the same thing: the earlier heads have no optimizer state before stage 2 (AdamW
@@ -244,13 +233,9 @@ class TwoStageModule(AdaptiveModule):
         self.stage1_epochs = stage1_epochs
         self.stage2_epochs = stage2_epochs
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if stage == "fit":
-            stage1_epoch_count(self.stage1_epochs, self.stage2_epochs, self.trainer.max_epochs)
-
     def stage1_epoch_count(self) -> int:
-        """Stage 1's epochs under the attached Trainer; without one (the gradient analysis, whose
+        """Stage 1's epochs under the attached Trainer, checked against its max_epochs (a fit calls this
+        in configure_optimizers, before the first step); without one (the gradient analysis, whose
         fine-tuning counts as epoch 0) stage 1 alone."""
         if self._trainer is None:
             return self.stage1_epochs or 1
@@ -300,14 +285,3 @@ METHODS = {
         GradientScaledSweetModule,
     )
 }
-
-__all__ = [
-    "METHODS",
-    "AdaptiveModule",
-    "AlternatingModule",
-    "CascadeModule",
-    "EarlyExitModule",
-    "GradientScaledSweetModule",
-    "SweetModule",
-    "TwoStageModule",
-]

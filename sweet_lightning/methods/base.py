@@ -153,16 +153,10 @@ class AdaptiveModule(L.LightningModule):
     ) -> nn.Module:
         """One encoder with a head after each exit layer; shared_pooler=True reproduces the released
         code, where one pooler serves every exit."""
-        return MultiExitModel(
-            encoder,
-            exit_layers,
-            self.task.num_labels,
-            pooling,
-            dropout,
-            boundary_grad=self.boundary_grad,
-            shared_pooler=shared_pooler,
-            learned_exit=learned_exit,
+        options = dict(
+            boundary_grad=self.boundary_grad, shared_pooler=shared_pooler, learned_exit=learned_exit
         )
+        return MultiExitModel(encoder, exit_layers, self.task.num_labels, pooling, dropout, **options)
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and self.partial_steps:
@@ -269,36 +263,23 @@ class AdaptiveModule(L.LightningModule):
             arrays = {"logits": torch.cat(buf["logits"], dim=1), "labels": torch.cat(buf["labels"])}
             if buf["exit_scores"]:
                 arrays["exit_scores"] = torch.cat(buf["exit_scores"], dim=1)
-            num_rows = self._sharded_eval_rows(idx)
-            if num_rows is not None:
-                arrays = {k: gather_rows(self, v, num_rows) for k, v in arrays.items()}
-            order = self._eval_row_order(idx)
-            if order is not None:  # the loader ran a length-sorted view: back to dataset rows
-                arrays = {k: dataset_order(order, v) for k, v in arrays.items()}
+            loaders = self.trainer.val_dataloaders if self._trainer is not None else None
+            loader = loaders[idx] if isinstance(loaders, (list, tuple)) else loaders
+            sampler = getattr(loader, "sampler", None)
+            # DDP split the rows over the ranks (without a DistributedSampler each rank saw them all)
+            if isinstance(sampler, DistributedSampler) and self.trainer.world_size > 1:
+                if sampler.shuffle or sampler.drop_last:
+                    raise ValueError(
+                        "evaluation under DDP needs an unshuffled DistributedSampler without drop_last"
+                    )
+                arrays = {k: gather_rows(self, v, len(sampler.dataset)) for k, v in arrays.items()}
+            dataset = getattr(loader, "dataset", None)
+            # the loader ran a length-sorted view: back to dataset rows
+            if isinstance(dataset, LengthOrdered):
+                arrays = {k: dataset_order(dataset.order, v) for k, v in arrays.items()}
             outputs[idx] = {k: v.numpy() for k, v in arrays.items()}
         self._eval_buffers = {}
         return outputs
-
-    def _val_loader(self, idx: int):
-        loaders = self.trainer.val_dataloaders if self._trainer is not None else None
-        return loaders[idx] if isinstance(loaders, (list, tuple)) else loaders
-
-    def _eval_row_order(self, idx: int) -> np.ndarray | None:
-        """Dataset row of each position of eval dataloader `idx` when it runs a length-sorted view
-        (batching.LengthOrdered), else None."""
-        dataset = getattr(self._val_loader(idx), "dataset", None)
-        return dataset.order if isinstance(dataset, LengthOrdered) else None
-
-    def _sharded_eval_rows(self, idx: int) -> int | None:
-        """Rows of eval dataloader `idx` when DDP split it over the ranks (else None: nothing to gather)."""
-        if self._trainer is None or self.trainer.world_size <= 1:
-            return None
-        sampler = getattr(self._val_loader(idx), "sampler", None)
-        if not isinstance(sampler, DistributedSampler):  # use_distributed_sampler=False: each rank saw all
-            return None
-        if sampler.shuffle or sampler.drop_last:
-            raise ValueError("evaluation under DDP needs an unshuffled DistributedSampler without drop_last")
-        return len(sampler.dataset)
 
     # ---- optimisation (paper App. A: AdamW, betas 0.9/0.999, linear decay) -------------
     def configure_optimizers(self):
