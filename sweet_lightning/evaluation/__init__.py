@@ -6,7 +6,10 @@
 - `curves`: the cost model, speedup (eq. 1), speed-accuracy curves, interpolation and AUC;
 - `summary`: `evaluate_logits`, one split's JSON-ready evaluation (each exit alone, the curve);
 - `callback`: the Lightning callback that evaluates a run (import it from there: it needs Lightning).
+
+The names imported below are the package's public interface.
 """
+# ruff: noqa: F401
 
 from ..metrics import get_metric
 from .curves import (
@@ -20,40 +23,6 @@ from .curves import (
     speedup,
     speedup_from_counts,
 )
-from .policies import (
-    POLICIES,
-    ExitPolicy,
-    PerExitPolicy,
-    get_policy,
-    register_policy,
-    simulate_exits,
-)
+from .policies import POLICIES, ExitPolicy, PerExitPolicy, get_policy, simulate_exits
 from .summary import collapsed_exits, evaluate_logits, individual_exit_scores
 from .temperature import apply_temperatures, fit_temperatures, softmax, softmax_row, tempered_softmax
-
-__all__ = [
-    "POLICIES",
-    "CurvePoint",
-    "ExitPolicy",
-    "PerExitPolicy",
-    "SpeedAccuracyCurve",
-    "apply_temperatures",
-    "auc",
-    "auc_coverage",
-    "collapsed_exits",
-    "default_speedup_points",
-    "evaluate_logits",
-    "fit_temperatures",
-    "get_metric",
-    "get_policy",
-    "individual_exit_scores",
-    "interpolate_at",
-    "register_policy",
-    "simulate_exits",
-    "softmax",
-    "softmax_row",
-    "speed_accuracy_curve",
-    "speedup",
-    "speedup_from_counts",
-    "tempered_softmax",
-]

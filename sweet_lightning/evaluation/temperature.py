@@ -113,21 +113,21 @@ def apply_temperatures(logits: np.ndarray, temperatures: np.ndarray) -> np.ndarr
     return logits / temps[:, None, None]
 
 
+# what a temperature at each bound does to its exit, for the warning
+_AT_BOUND = {
+    "lower": f"T_MIN={T_MIN:g} (its logits separate the calibration split), so its tempered confidence is ~1 "
+    "and it answers every example at any confidence threshold below 1",
+    "upper": f"T_MAX={T_MAX:g} (its logits do worse than uniform on the calibration split), so its "
+    "tempered probabilities are ~uniform and it answers no example at any confidence threshold above "
+    "1/#classes",
+}
+
+
 def warn_bound_hits(at_bound: Sequence[str | None], layers: Sequence[int]) -> None:
     """One warning per exit whose fitted temperature sits at a search bound (what it means for exits)."""
     for i, (side, layer) in enumerate(zip(at_bound, layers, strict=True), start=1):
-        if side == "lower":
+        if side is not None:
             warnings.warn(
-                f"exit {i} (layer {layer}): fitted temperature at the search bound T_MIN={T_MIN:g} "
-                "(its logits separate the calibration split), so its tempered confidence is ~1 and "
-                "it answers every example at any confidence threshold below 1",
-                stacklevel=3,
-            )
-        elif side == "upper":
-            warnings.warn(
-                f"exit {i} (layer {layer}): fitted temperature at the search bound T_MAX={T_MAX:g} "
-                "(its logits do worse than uniform on the calibration split), so its tempered "
-                "probabilities are ~uniform and it answers no example at any confidence threshold "
-                "above 1/#classes",
+                f"exit {i} (layer {layer}): fitted temperature at the search bound {_AT_BOUND[side]}",
                 stacklevel=3,
             )
