@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from sweet_lightning.analysis.gradients import AnalysisError, batch_report, measured_layers
+from sweet_lightning.analysis.gradients import AnalysisError, batch_report, measured_layers, to_device
 from sweet_lightning.analysis.heatmap import format_table, plot_heatmap
 
 log = logging.getLogger(__name__)
@@ -35,39 +35,14 @@ def check_request(cfg: DictConfig) -> tuple[int, int]:
     return steps, batches
 
 
-def run_dir(cfg: DictConfig) -> Path:
-    if cfg.get("output_dir"):
-        return Path(cfg.output_dir)
-    from sweet_lightning.train import output_dir
-
-    return output_dir(cfg)
-
-
-def pick_device(cfg: DictConfig) -> torch.device:
-    # trainer.precision is not applied: the loop runs in float32, so gradients are compared at
-    # full precision whatever the training runs use
-    accelerator = str(cfg.get("trainer", {}).get("accelerator", "auto"))
-    if accelerator != "cpu" and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def make_optimizer(module, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
-    """What `configure_optimizers` builds, sized for `total_steps` (it asks a Trainer otherwise)."""
-    optimizer = module.make_optimizer()
-    return optimizer, module.make_schedule(optimizer, max(1, total_steps))
-
-
-def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-
-
 def fine_tune(
     module, batches: Iterator[dict], steps: int, loggers: Sequence[Any] = (), progress: bool = True
 ) -> list[float]:
     """`steps` optimizer steps with the module's own training loss, in train mode (dropout on)."""
     device = next(module.parameters()).device
-    optimizer, scheduler = make_optimizer(module, steps)
+    # what `configure_optimizers` builds, sized for `steps` (it asks a Trainer otherwise)
+    optimizer = module.make_optimizer()
+    scheduler = module.make_schedule(optimizer, max(1, steps))
     module.train()
     losses = []
     # disable=None: a bar on a terminal only, not in redirected logs
@@ -75,7 +50,7 @@ def fine_tune(
         range(steps), desc="fine-tuning", unit="step", disable=True if not progress or steps == 0 else None
     )
     for step in bar:
-        batch = _to(next(batches), device)
+        batch = to_device(next(batches), device)
         # the method's own loss at this optimizer step (alternating alternates); the steps count as
         # epoch 0, so two_stage fine-tunes in its stage 1 (backbone with the last classifier)
         loss = module.training_loss(batch, step, 0)[0]
@@ -120,6 +95,7 @@ def run(cfg: DictConfig) -> dict:
         check_config,
         close_wandb,
         instantiate_all,
+        output_dir,
     )
 
     quiet_console()
@@ -128,7 +104,7 @@ def run(cfg: DictConfig) -> dict:
     if cfg.train_size is None:  # just enough for the fine-tuning batches and the new ones
         cfg.train_size = needed
     check_config(cfg)
-    out = run_dir(cfg)
+    out = Path(cfg.output_dir) if cfg.get("output_dir") else output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     host.configure_run(cfg)
     L.seed_everything(cfg.seed, workers=True)
@@ -143,7 +119,10 @@ def run(cfg: DictConfig) -> dict:
             f"steps={steps} + batches={batches} need {needed} unseen training examples at batch_size="
             f"{cfg.batch_size}, but the training sample has {available}: {fix} steps, batches or batch_size."
         )
-    module = build_module(cfg).to(pick_device(cfg))
+    # trainer.precision is not applied: the loop runs in float32, so gradients are compared at
+    # full precision whatever the training runs use
+    accelerator = str(cfg.get("trainer", {}).get("accelerator", "auto"))
+    module = build_module(cfg).to("cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu")
     loggers = instantiate_all(cfg.get("logger"))
     try:
         stream = iter(datamodule.train_dataloader())  # one shuffled pass: no batch repeats
