@@ -23,14 +23,13 @@ import contextlib
 import sys
 from collections.abc import Iterator, Sequence
 from itertools import combinations
-from pathlib import Path
 
 import torch
 from torch import nn
 
-NO_GRADIENT = "no gradient"
-CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
+from sweet_lightning.overrides import CONF_DIR
 
+NO_GRADIENT = "no gradient"
 Cell = float | str  # a mean row-cosine, or NO_GRADIENT
 
 
@@ -92,9 +91,8 @@ def gradient_targets(
                 f"choose layers in 1..{exits[-1]}."
             )
         reaching = [i for i, e in enumerate(exits, start=1) if e >= layer]
-        if _is_cascade(module):
-            first = reaching[0]
-            encoders = {first: module.net.members[first - 1].encoder}
+        if _is_cascade(module):  # only the first reaching member has this copy of the layer
+            encoders = {reaching[0]: module.net.members[reaching[0] - 1].encoder}
         else:
             encoders = {i: module.net.encoder for i in reaching}
         targets[layer] = {}
@@ -243,26 +241,17 @@ def alignment_summary(report: dict) -> dict[str, dict[str, float]]:
 OWN_KEYS = ("steps", "batches", "train_size", "output_dir")  # conf/analysis_gradients.yaml's own
 
 
-def own_options() -> dict[str, tuple[str, str]]:
-    """key -> (default, meaning) from conf/analysis_gradients.yaml (`key: value  # meaning`), so the
-    help cannot drift from the config."""
-    out = {}
-    for line in (CONF_DIR / "analysis_gradients.yaml").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in OWN_KEYS:
-            value, _, meaning = rest.partition("#")
-            out[key] = (value.strip(), meaning.strip())
-    return out
-
-
 def build_parser():
     from sweet_lightning import cli
 
     p = cli.parser("python -m sweet_lightning.analysis.gradients", __doc__)
-    for key, (default, meaning) in own_options().items():
-        p.add_argument(
-            f"--{key.replace('_', '-')}", metavar=key.upper(), help=f"{meaning} (default: {default})"
-        )
+    # the help of each own key is its comment in the config (`key: value  # meaning`): it cannot drift
+    for line in (CONF_DIR / "analysis_gradients.yaml").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in OWN_KEYS:
+            default, _, meaning = rest.partition("#")
+            help_text = f"{meaning.strip()} (default: {default.strip()})"
+            p.add_argument(f"--{key.replace('_', '-')}", metavar=key.upper(), help=help_text)
     p.add_argument(
         "-m",
         "--multirun",
@@ -294,10 +283,6 @@ def main(argv: list[str] | None = None) -> None:
     if given.get("output_dir") not in (None, "", "null") and "hydra.run.dir" not in given:
         args.append(f"hydra.run.dir={given['output_dir']}")
     sys.argv[1:] = args
-    _hydra_job()
-
-
-def _hydra_job() -> None:
     import hydra
 
     errors: list[str] = []
@@ -313,9 +298,7 @@ def _hydra_job() -> None:
 
     job()
     if errors:
-        from sweet_lightning.cli import fail
-
-        sys.exit(fail(errors[0]))
+        sys.exit(cli.fail(errors[0]))
 
 
 if __name__ == "__main__":

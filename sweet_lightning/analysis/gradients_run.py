@@ -133,14 +133,8 @@ def run(cfg: DictConfig) -> dict:
             report = batch_report(module, batch)
             title = f"{cfg.method.name} / {cfg.task.name} / {cfg.model.name}: batch {b}, after {steps} steps"
             images.append(plot_heatmap(report, out / f"gradients_batch{b}.png", title))
-            entries.append(
-                {
-                    "batch": b,
-                    "num_examples": int(batch["labels"].shape[0]),
-                    "heatmap": images[-1].name,
-                    "layers": report,
-                }
-            )
+            size = int(batch["labels"].shape[0])
+            entries.append({"batch": b, "num_examples": size, "heatmap": images[-1].name, "layers": report})
             log.info("mean row-cosine of classifier gradients\n%s", format_table(report, title))
         result = {
             "method": cfg.method.name,

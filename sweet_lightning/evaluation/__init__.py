@@ -1,13 +1,6 @@
-"""Evaluation arithmetic on cached per-exit logits, one concept a module:
-
-- `checks`: what valid logits, labels, exit layers and exit scores are;
-- `temperature`: softmax and temperature scaling (paper App. A);
-- `policies`: exit policies and replaying them on logits (which exit answers each example);
-- `curves`: the cost model, speedup (eq. 1), speed-accuracy curves, interpolation and AUC;
-- `summary`: `evaluate_logits`, one split's JSON-ready evaluation (each exit alone, the curve);
-- `callback`: the Lightning callback that evaluates a run (import it from there: it needs Lightning).
-
-The names imported below are the package's public interface.
+"""Evaluation arithmetic on cached per-exit logits, one concept a module: checks -> temperature ->
+policies -> curves -> summary (one split's JSON-ready evaluation). `callback` evaluates a run (import it
+from there: it needs Lightning). The names imported here are the package's interface.
 """
 # ruff: noqa: F401
 

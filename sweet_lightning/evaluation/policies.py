@@ -176,10 +176,8 @@ class EntropyPolicy(PerExitPolicy):
 
 
 class LearnedPolicy(PerExitPolicy):
-    """Learning-to-exit (BERxiT; paper Sec. 5): exit once the exit's 'I am correct' score reaches t.
-
-    The scores [E, N] come from heads trained with the model; only their values are used here.
-    """
+    """Learning-to-exit (BERxiT; paper Sec. 5): exit once the exit's 'I am correct' score reaches t
+    (scores [E, N] from heads trained with the model)."""
 
     name = "learned"
     uses_exit_scores = True

@@ -30,11 +30,6 @@ from .curves import (
 from .temperature import bound_hits, fit_temperatures, warn_bound_hits
 
 
-def _json_float(value: float) -> float | None:
-    # strict JSON has no NaN: an unreachable speedup is reported as null
-    return None if math.isnan(value) else float(value)
-
-
 def evaluate_logits(
     logits: np.ndarray,
     labels: np.ndarray,
@@ -131,7 +126,10 @@ def evaluate_logits(
         "auc": auc(curve, lo, hi),
         "auc_interval": [lo, hi],
         "auc_coverage": auc_coverage(curve, lo, hi),
-        "at_speedup": {f"{x:.4f}": _json_float(v) for x, v in zip(points, at_speedup, strict=True)},
+        # strict JSON has no NaN: an unreachable speedup is reported as null
+        "at_speedup": {
+            f"{x:.4f}": None if math.isnan(v) else float(v) for x, v in zip(points, at_speedup, strict=True)
+        },
     }
 
 
