@@ -87,29 +87,21 @@ def _log_results(loggers, result: dict, images: list[Path]) -> None:
 def run(cfg: DictConfig) -> dict:
     import lightning as L
 
-    from sweet_lightning import host
+    from sweet_lightning import host, train
     from sweet_lightning.console import quiet_console
-    from sweet_lightning.train import (
-        build_datamodule,
-        build_module,
-        check_config,
-        close_wandb,
-        instantiate_all,
-        output_dir,
-    )
 
     quiet_console()
     steps, batches = check_request(cfg)
     needed = (steps + batches) * int(cfg.batch_size)
     if cfg.train_size is None:  # just enough for the fine-tuning batches and the new ones
         cfg.train_size = needed
-    check_config(cfg)
-    out = Path(cfg.output_dir) if cfg.get("output_dir") else output_dir(cfg)
+    train.check_config(cfg)
+    out = Path(cfg.output_dir) if cfg.get("output_dir") else train.output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     host.configure_run(cfg)
     L.seed_everything(cfg.seed, workers=True)
 
-    datamodule = build_datamodule(cfg)
+    datamodule = train.build_datamodule(cfg)
     datamodule.setup("fit")
     available = len(datamodule.train_dataset)
     if needed > available:
@@ -122,8 +114,10 @@ def run(cfg: DictConfig) -> dict:
     # trainer.precision is not applied: the loop runs in float32, so gradients are compared at
     # full precision whatever the training runs use
     accelerator = str(cfg.get("trainer", {}).get("accelerator", "auto"))
-    module = build_module(cfg).to("cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu")
-    loggers = instantiate_all(cfg.get("logger"))
+    module = train.build_module(cfg).to(
+        "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
+    )
+    loggers = train.instantiate_all(cfg.get("logger"))
     try:
         stream = iter(datamodule.train_dataloader())  # one shuffled pass: no batch repeats
         losses = fine_tune(module, stream, steps, loggers)
@@ -161,4 +155,4 @@ def run(cfg: DictConfig) -> dict:
         log.info("gradients: %s", out / "gradients.json")
         return result
     finally:
-        close_wandb()
+        train.close_wandb()

@@ -75,19 +75,17 @@ def plot_heatmap(report: dict[str, dict], path: str | Path, title: str = "") -> 
         ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=8, transform=ax.transAxes)
         fig.savefig(path, dpi=150, bbox_inches="tight")
         return Path(path)
-    values = np.full((len(rows), len(cols)), np.nan)
-    for (r, c), cell in cells.items():
-        if isinstance(cell, float):
-            values[r, c] = cell
-    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-1.0, vmax=1.0, aspect="auto")
+    values = np.full((len(rows), len(cols)), np.nan)  # NaN: blank or hatched
     for (r, c), cell in cells.items():
         if cell == NO_GRADIENT:
             ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, **HATCHED))
             text = "no\ngradient"
             style = dict(fontsize=7, bbox=dict(facecolor="0.85", edgecolor="none", pad=1))
         else:
+            values[r, c] = cell
             text, style = f"{cell:.2f}", dict(fontsize=8, color="white" if abs(cell) > 0.6 else "black")
         ax.text(c, r, text, ha="center", va="center", **style)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-1.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(cols)), cols, rotation=45 if len(cols) > 6 else 0)
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("classifier pair")

@@ -1,8 +1,5 @@
-"""One call from cached per-exit logits to a JSON-ready evaluation of one split.
-
-This is the entry point for the callback and `evaluate`: it resolves temperatures, scores each
-exit alone (paper Table 1) and flags the ones that did not learn, sweeps the speed-accuracy curve
-and reads it at fixed speedups and as AUC.
+"""One call from cached per-exit logits to a JSON-ready evaluation of one split: temperatures, each
+exit alone (paper Table 1) and whether it learned, the speed-accuracy curve, its AUC and fixed speedups.
 
 An exit is flagged as collapsed when it predicts a single class or its accuracy equals the
 majority-class baseline. Matching that baseline exactly is what a collapsed head does on an
