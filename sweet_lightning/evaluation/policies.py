@@ -15,8 +15,9 @@ floating point, so a curve over the default range always spans "everything at ex
 
 Each rule is written once, in its policy: `may_exit` applies it to arrays (the simulation the
 curves are built from) and a `PerExitPolicy`'s `should_exit` to one example's Python floats (the
-inference engine's batch-1 path), sharing the range ends and the comparison. The engine must agree
-with `simulate_exits` example by example (tests/test_engine.py).
+inference engine's batch-1 path, where a NumPy call costs more than the arithmetic), sharing the
+range ends and the comparison. The engine must agree with `simulate_exits` example by example
+(tests/test_engine.py).
 """
 
 from __future__ import annotations
