@@ -51,10 +51,8 @@ def format_table(report: dict[str, dict], title: str = "") -> str:
         return "\n".join([*lines, "No classifier pair shares a layer: nothing to compare.", *_notes(report)])
     lines.append("".ljust(10) + "".join(c.rjust(width) for c in cols))
     for r, row in enumerate(rows):
-        texts = []
-        for c in range(len(cols)):
-            cell = cells.get((r, c), "")
-            texts.append((f"{cell:+.3f}" if isinstance(cell, float) else cell).rjust(width))
+        row_cells = [cells.get((r, c), "") for c in range(len(cols))]
+        texts = [(f"{cell:+.3f}" if isinstance(cell, float) else cell).rjust(width) for cell in row_cells]
         lines.append(row.ljust(10) + "".join(texts))
     return "\n".join(lines + _notes(report))
 

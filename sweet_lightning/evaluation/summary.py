@@ -90,16 +90,15 @@ def evaluate_logits(
     points = default_speedup_points(num_layers) if speedup_points is None else tuple(speedup_points)
     at_speedup = interpolate_at(curve, points)
 
-    exit_metrics = [metric] + [name for name in extra_metrics if name != metric]
-    per_metric = {name: individual_exit_scores(logits, labels, name) for name in exit_metrics}
+    extras = [name for name in extra_metrics if name != metric]
+    per_metric = {name: individual_exit_scores(logits, labels, name) for name in [metric, *extras]}
     collapsed = collapsed_exits(logits, labels)
-    exits = []
-    for i, layer in enumerate(layers):
-        entry: dict = {"exit": i + 1, "layer": int(layer), "score": float(per_metric[metric][i])}
-        entry.update({name: float(per_metric[name][i]) for name in exit_metrics[1:]})
-        entry["collapsed"] = bool(collapsed[i])
-        entry["temperature_at_bound"] = at_bound[i]
-        exits.append(entry)
+    exits = [
+        {"exit": i + 1, "layer": int(layer), "score": float(per_metric[metric][i])}
+        | {name: float(per_metric[name][i]) for name in extras}
+        | {"collapsed": bool(collapsed[i]), "temperature_at_bound": at_bound[i]}
+        for i, layer in enumerate(layers)
+    ]
 
     return {
         "policy": curve.policy,
