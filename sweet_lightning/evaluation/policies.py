@@ -260,7 +260,9 @@ class ExitInputs:
     exit_scores: np.ndarray | None  # [E, N] learned-exit scores, if any
 
     @classmethod
-    def of(cls, logits: np.ndarray, temperatures=None, exit_scores=None) -> ExitInputs:
+    def of(
+        cls, logits: np.ndarray, temperatures: np.ndarray | None = None, exit_scores: np.ndarray | None = None
+    ) -> ExitInputs:
         logits = check_logits(logits)
         scaled = logits if temperatures is None else apply_temperatures(logits, temperatures)
         scores = None if exit_scores is None else check_exit_scores(exit_scores, *logits.shape[:2])
