@@ -98,11 +98,10 @@ def gradient_targets(
         targets[layer] = {}
         for i, encoder in encoders.items():
             weight = ffn_output_weight(encoder.layers[layer - 1])
+            name = names[id(weight)]
             if not weight.requires_grad:
-                raise AnalysisError(
-                    f"{names[id(weight)]} is frozen (requires_grad=False): no gradient to measure."
-                )
-            targets[layer][i] = (names[id(weight)], weight)
+                raise AnalysisError(f"{name} is frozen (requires_grad=False): no gradient to measure.")
+            targets[layer][i] = (name, weight)
     return targets
 
 

@@ -21,18 +21,16 @@ from sweet_lightning.analysis.heatmap import format_table, plot_heatmap
 log = logging.getLogger(__name__)
 
 
-def _count(cfg: DictConfig, key: str, minimum: int) -> int:
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise AnalysisError(f"{key}={value} must be an integer >= {minimum} (e.g. {key}={max(minimum, 1)}).")
-    return value
-
-
 def check_request(cfg: DictConfig) -> tuple[int, int]:
     """(steps, batches), validated before any data or model is loaded."""
-    steps, batches = _count(cfg, "steps", 0), _count(cfg, "batches", 1)
+    for key, minimum in (("steps", 0), ("batches", 1)):
+        value = cfg.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise AnalysisError(
+                f"{key}={value} must be an integer >= {minimum} (e.g. {key}={max(minimum, 1)})."
+            )
     measured_layers(cfg.model.exit_layers)
-    return steps, batches
+    return cfg.steps, cfg.batches
 
 
 def fine_tune(
