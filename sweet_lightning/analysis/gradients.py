@@ -23,27 +23,18 @@ import contextlib
 import sys
 from collections.abc import Iterator, Sequence
 from itertools import combinations
-from pathlib import Path
 
 import torch
 from torch import nn
 
-NO_GRADIENT = "no gradient"
-CONF_DIR = Path(__file__).resolve().parent.parent.parent / "conf"
+from sweet_lightning.overrides import CONF_DIR
 
+NO_GRADIENT = "no gradient"
 Cell = float | str  # a mean row-cosine, or NO_GRADIENT
 
 
 class AnalysisError(ValueError):
     """A request that cannot be measured (layers, exits, steps, batches); the CLI prints it as one line."""
-
-
-def classifier(i: int) -> str:
-    return f"C{i}"
-
-
-def pair_label(i: int, j: int) -> str:
-    return f"C{i}-C{j}"
 
 
 def ffn_output_weight(layer: nn.Module) -> nn.Parameter:
@@ -100,19 +91,17 @@ def gradient_targets(
                 f"choose layers in 1..{exits[-1]}."
             )
         reaching = [i for i, e in enumerate(exits, start=1) if e >= layer]
-        if _is_cascade(module):
-            first = reaching[0]
-            encoders = {first: module.net.members[first - 1].encoder}
+        if _is_cascade(module):  # only the first reaching member has this copy of the layer
+            encoders = {reaching[0]: module.net.members[reaching[0] - 1].encoder}
         else:
             encoders = {i: module.net.encoder for i in reaching}
         targets[layer] = {}
         for i, encoder in encoders.items():
             weight = ffn_output_weight(encoder.layers[layer - 1])
+            name = names[id(weight)]
             if not weight.requires_grad:
-                raise AnalysisError(
-                    f"{names[id(weight)]} is frozen (requires_grad=False): no gradient to measure."
-                )
-            targets[layer][i] = (names[id(weight)], weight)
+                raise AnalysisError(f"{name} is frozen (requires_grad=False): no gradient to measure.")
+            targets[layer][i] = (name, weight)
     return targets
 
 
@@ -133,13 +122,23 @@ def measurement_mode(module: nn.Module) -> Iterator[None]:
             m.training = training
 
 
-def _gradients(
-    module: nn.Module, batch: dict[str, torch.Tensor], targets
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def per_classifier_gradients(
+    module: nn.Module, batch: dict[str, torch.Tensor], layers: Sequence[int] | None = None
 ) -> dict[int, dict[int, torch.Tensor]]:
+    """layer -> classifier -> gradient of that classifier's own (unweighted) loss w.r.t. the
+    layer's last feed-forward matrix, measured in eval mode. Parameters, `.grad` and train/eval
+    modes of `module` are left as they were.
+
+    `layers` are 1-based layer numbers; default: every exit layer but the last.
+    """
+    targets = gradient_targets(module, layers)
     if "labels" not in batch:
         raise AnalysisError("The batch has no 'labels': classifier losses need them.")
-    device = next(module.parameters()).device
-    batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    batch = to_device(batch, next(module.parameters()).device)
     out: dict[int, dict[int, torch.Tensor]] = {layer: {} for layer in targets}
     with measurement_mode(module):
         losses = module.exit_losses(module(batch), batch["labels"])
@@ -157,18 +156,6 @@ def _gradients(
     return out
 
 
-def per_classifier_gradients(
-    module: nn.Module, batch: dict[str, torch.Tensor], layers: Sequence[int] | None = None
-) -> dict[int, dict[int, torch.Tensor]]:
-    """layer -> classifier -> gradient of that classifier's own (unweighted) loss w.r.t. the
-    layer's last feed-forward matrix, measured in eval mode. Parameters, `.grad` and train/eval
-    modes of `module` are left as they were.
-
-    `layers` are 1-based layer numbers; default: every exit layer but the last.
-    """
-    return _gradients(module, batch, gradient_targets(module, layers))
-
-
 def mean_row_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     """Cosine similarity of the i-th rows of `a` and `b`, averaged over rows.
 
@@ -178,8 +165,6 @@ def mean_row_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     """
     if a.shape != b.shape:
         raise ValueError(f"Gradient shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}.")
-    if a.dim() == 1:
-        a, b = a[None], b[None]
     if a.dim() != 2:
         raise ValueError(f"Expected gradient matrices (2-D), got {a.dim()}-D tensors.")
     a, b = a.double(), b.double()
@@ -209,30 +194,27 @@ def batch_report(
 ) -> dict[str, dict]:
     """JSON-ready result for one batch: layer -> parameter, classifiers, pairs (and a note
     when a layer has no pair to compare)."""
-    targets = gradient_targets(module, layers)
-    grads = _gradients(module, batch, targets)
+    targets = gradient_targets(module, layers)  # for the parameters' names
+    grads = per_classifier_gradients(module, batch, layers)
     conflicts = conflict_matrix(grads)
     report: dict[str, dict] = {}
     for layer, per_exit in targets.items():
         exits = sorted(per_exit)
         entry: dict = {
             "parameter": per_exit[exits[0]][0],
-            "classifiers": [classifier(i) for i in exits],
-            "no_gradient": [classifier(i) for i in exits if not bool(torch.any(grads[layer][i] != 0))],
-            "pairs": {pair_label(i, j): value for (i, j), value in conflicts[layer].items()},
+            "classifiers": [f"C{i}" for i in exits],
+            "no_gradient": [f"C{i}" for i in exits if not bool(torch.any(grads[layer][i] != 0))],
+            "pairs": {f"C{i}-C{j}": value for (i, j), value in conflicts[layer].items()},
         }
         if _is_cascade(module):
             entry["note"] = (
-                f"Multi-Model: {classifier(exits[0])} is a separate model with its own copy of layer "
+                f"Multi-Model: C{exits[0]} is a separate model with its own copy of layer "
                 f"{layer}; no other classifier reaches it, so there is no pair to compare."
             )
         elif len(exits) == 1:
-            entry["note"] = f"Only {classifier(exits[0])} reaches layer {layer}: no pair to compare."
+            entry["note"] = f"Only C{exits[0]} reaches layer {layer}: no pair to compare."
         report[str(layer)] = entry
     return report
-
-
-OWN_KEYS = ("steps", "batches", "train_size", "output_dir")  # conf/analysis_gradients.yaml's own
 
 
 def alignment_summary(report: dict) -> dict[str, dict[str, float]]:
@@ -246,10 +228,8 @@ def alignment_summary(report: dict) -> dict[str, dict[str, float]]:
         for layer, cells in batch["layers"].items():
             for pair, value in cells["pairs"].items():
                 if isinstance(value, (int, float)):
-                    first = int(pair.split("-")[0][1:])
-                    groups["current_vs_future" if first == own[int(layer)] else "future_vs_future"].append(
-                        value
-                    )
+                    current = int(pair.split("-")[0][1:]) == own[int(layer)]
+                    groups["current_vs_future" if current else "future_vs_future"].append(value)
     return {
         name: {"mean": sum(v) / len(v), "min": min(v), "max": max(v), "cells": len(v)}
         for name, v in groups.items()
@@ -257,26 +237,20 @@ def alignment_summary(report: dict) -> dict[str, dict[str, float]]:
     }
 
 
-def own_options() -> dict[str, tuple[str, str]]:
-    """key -> (default, meaning) from conf/analysis_gradients.yaml (`key: value  # meaning`), so the
-    help cannot drift from the config."""
-    out = {}
-    for line in (CONF_DIR / "analysis_gradients.yaml").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in OWN_KEYS:
-            value, _, meaning = rest.partition("#")
-            out[key] = (value.strip(), meaning.strip())
-    return out
+OWN_KEYS = ("steps", "batches", "train_size", "output_dir")  # conf/analysis_gradients.yaml's own
 
 
 def build_parser():
     from sweet_lightning import cli
 
     p = cli.parser("python -m sweet_lightning.analysis.gradients", __doc__)
-    for key, (default, meaning) in own_options().items():
-        p.add_argument(
-            f"--{key.replace('_', '-')}", metavar=key.upper(), help=f"{meaning} (default: {default})"
-        )
+    # the help of each own key is its comment in the config (`key: value  # meaning`): it cannot drift
+    for line in (CONF_DIR / "analysis_gradients.yaml").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in OWN_KEYS:
+            default, _, meaning = rest.partition("#")
+            help_text = f"{meaning.strip()} (default: {default.strip()})"
+            p.add_argument(f"--{key.replace('_', '-')}", metavar=key.upper(), help=help_text)
     p.add_argument(
         "-m",
         "--multirun",
@@ -308,10 +282,6 @@ def main(argv: list[str] | None = None) -> None:
     if given.get("output_dir") not in (None, "", "null") and "hydra.run.dir" not in given:
         args.append(f"hydra.run.dir={given['output_dir']}")
     sys.argv[1:] = args
-    _hydra_job()
-
-
-def _hydra_job() -> None:
     import hydra
 
     errors: list[str] = []
@@ -327,9 +297,7 @@ def _hydra_job() -> None:
 
     job()
     if errors:
-        from sweet_lightning.cli import fail
-
-        sys.exit(fail(errors[0]))
+        sys.exit(cli.fail(errors[0]))
 
 
 if __name__ == "__main__":

@@ -15,51 +15,22 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from sweet_lightning.analysis.gradients import AnalysisError, batch_report, measured_layers
+from sweet_lightning.analysis.gradients import AnalysisError, batch_report, measured_layers, to_device
 from sweet_lightning.analysis.heatmap import format_table, plot_heatmap
 
 log = logging.getLogger(__name__)
 
 
-def _count(cfg: DictConfig, key: str, minimum: int) -> int:
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise AnalysisError(f"{key}={value} must be an integer >= {minimum} (e.g. {key}={max(minimum, 1)}).")
-    return value
-
-
 def check_request(cfg: DictConfig) -> tuple[int, int]:
     """(steps, batches), validated before any data or model is loaded."""
-    steps, batches = _count(cfg, "steps", 0), _count(cfg, "batches", 1)
+    for key, minimum in (("steps", 0), ("batches", 1)):
+        value = cfg.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise AnalysisError(
+                f"{key}={value} must be an integer >= {minimum} (e.g. {key}={max(minimum, 1)})."
+            )
     measured_layers(cfg.model.exit_layers)
-    return steps, batches
-
-
-def run_dir(cfg: DictConfig) -> Path:
-    if cfg.get("output_dir"):
-        return Path(cfg.output_dir)
-    from sweet_lightning.train import output_dir
-
-    return output_dir(cfg)
-
-
-def pick_device(cfg: DictConfig) -> torch.device:
-    # trainer.precision is not applied: the loop runs in float32, so gradients are compared at
-    # full precision whatever the training runs use
-    accelerator = str(cfg.get("trainer", {}).get("accelerator", "auto"))
-    if accelerator != "cpu" and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def make_optimizer(module, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
-    """What `configure_optimizers` builds, sized for `total_steps` (it asks a Trainer otherwise)."""
-    optimizer = module.make_optimizer()
-    return optimizer, module.make_schedule(optimizer, max(1, total_steps))
-
-
-def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    return cfg.steps, cfg.batches
 
 
 def fine_tune(
@@ -67,7 +38,9 @@ def fine_tune(
 ) -> list[float]:
     """`steps` optimizer steps with the module's own training loss, in train mode (dropout on)."""
     device = next(module.parameters()).device
-    optimizer, scheduler = make_optimizer(module, steps)
+    # what `configure_optimizers` builds, sized for `steps` (it asks a Trainer otherwise)
+    optimizer = module.make_optimizer()
+    scheduler = module.make_schedule(optimizer, max(1, steps))
     module.train()
     losses = []
     # disable=None: a bar on a terminal only, not in redirected logs
@@ -75,7 +48,7 @@ def fine_tune(
         range(steps), desc="fine-tuning", unit="step", disable=True if not progress or steps == 0 else None
     )
     for step in bar:
-        batch = _to(next(batches), device)
+        batch = to_device(next(batches), device)
         # the method's own loss at this optimizer step (alternating alternates); the steps count as
         # epoch 0, so two_stage fine-tunes in its stage 1 (backbone with the last classifier)
         loss = module.training_loss(batch, step, 0)[0]
@@ -112,28 +85,21 @@ def _log_results(loggers, result: dict, images: list[Path]) -> None:
 def run(cfg: DictConfig) -> dict:
     import lightning as L
 
-    from sweet_lightning import host
+    from sweet_lightning import host, train
     from sweet_lightning.console import quiet_console
-    from sweet_lightning.train import (
-        build_datamodule,
-        build_module,
-        check_config,
-        close_wandb,
-        instantiate_all,
-    )
 
     quiet_console()
     steps, batches = check_request(cfg)
     needed = (steps + batches) * int(cfg.batch_size)
     if cfg.train_size is None:  # just enough for the fine-tuning batches and the new ones
         cfg.train_size = needed
-    check_config(cfg)
-    out = run_dir(cfg)
+    train.check_config(cfg)
+    out = Path(cfg.output_dir) if cfg.get("output_dir") else train.output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     host.configure_run(cfg)
     L.seed_everything(cfg.seed, workers=True)
 
-    datamodule = build_datamodule(cfg)
+    datamodule = train.build_datamodule(cfg)
     datamodule.setup("fit")
     available = len(datamodule.train_dataset)
     if needed > available:
@@ -143,8 +109,13 @@ def run(cfg: DictConfig) -> dict:
             f"steps={steps} + batches={batches} need {needed} unseen training examples at batch_size="
             f"{cfg.batch_size}, but the training sample has {available}: {fix} steps, batches or batch_size."
         )
-    module = build_module(cfg).to(pick_device(cfg))
-    loggers = instantiate_all(cfg.get("logger"))
+    # trainer.precision is not applied: the loop runs in float32, so gradients are compared at
+    # full precision whatever the training runs use
+    accelerator = str(cfg.get("trainer", {}).get("accelerator", "auto"))
+    module = train.build_module(cfg).to(
+        "cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu"
+    )
+    loggers = train.instantiate_all(cfg.get("logger"))
     try:
         stream = iter(datamodule.train_dataloader())  # one shuffled pass: no batch repeats
         losses = fine_tune(module, stream, steps, loggers)
@@ -154,14 +125,8 @@ def run(cfg: DictConfig) -> dict:
             report = batch_report(module, batch)
             title = f"{cfg.method.name} / {cfg.task.name} / {cfg.model.name}: batch {b}, after {steps} steps"
             images.append(plot_heatmap(report, out / f"gradients_batch{b}.png", title))
-            entries.append(
-                {
-                    "batch": b,
-                    "num_examples": int(batch["labels"].shape[0]),
-                    "heatmap": images[-1].name,
-                    "layers": report,
-                }
-            )
+            size = int(batch["labels"].shape[0])
+            entries.append({"batch": b, "num_examples": size, "heatmap": images[-1].name, "layers": report})
             log.info("mean row-cosine of classifier gradients\n%s", format_table(report, title))
         result = {
             "method": cfg.method.name,
@@ -188,4 +153,4 @@ def run(cfg: DictConfig) -> dict:
         log.info("gradients: %s", out / "gradients.json")
         return result
     finally:
-        close_wandb()
+        train.close_wandb()

@@ -15,6 +15,8 @@ import numpy as np
 
 from sweet_lightning.analysis.gradients import NO_GRADIENT
 
+HATCHED = dict(facecolor="0.85", edgecolor="0.5", hatch="///")  # a "no gradient" cell and its legend
+
 
 def _pair_key(label: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", label))
@@ -49,10 +51,8 @@ def format_table(report: dict[str, dict], title: str = "") -> str:
         return "\n".join([*lines, "No classifier pair shares a layer: nothing to compare.", *_notes(report)])
     lines.append("".ljust(10) + "".join(c.rjust(width) for c in cols))
     for r, row in enumerate(rows):
-        texts = []
-        for c in range(len(cols)):
-            cell = cells.get((r, c), "")
-            texts.append((f"{cell:+.3f}" if isinstance(cell, float) else cell).rjust(width))
+        row_cells = [cells.get((r, c), "") for c in range(len(cols))]
+        texts = [(f"{cell:+.3f}" if isinstance(cell, float) else cell).rjust(width) for cell in row_cells]
         lines.append(row.ljust(10) + "".join(texts))
     return "\n".join(lines + _notes(report))
 
@@ -69,52 +69,28 @@ def plot_heatmap(report: dict[str, dict], path: str | Path, title: str = "") -> 
         ax.set_title(title, fontsize=10)
     if not cols:  # e.g. Multi-Model: no layer is shared by two classifiers
         ax.axis("off")
-        ax.text(
-            0.5,
-            0.5,
-            "No classifier pair shares a layer:\nnothing to compare.\n\n" + "\n".join(_notes(report)),
-            ha="center",
-            va="center",
-            wrap=True,
-            fontsize=8,
-            transform=ax.transAxes,
-        )
+        message = "No classifier pair shares a layer:\nnothing to compare.\n\n" + "\n".join(_notes(report))
+        ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=8, transform=ax.transAxes)
         fig.savefig(path, dpi=150, bbox_inches="tight")
         return Path(path)
-    values = np.full((len(rows), len(cols)), np.nan)
-    for (r, c), cell in cells.items():
-        if isinstance(cell, float):
-            values[r, c] = cell
-    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-1.0, vmax=1.0, aspect="auto")
+    values = np.full((len(rows), len(cols)), np.nan)  # NaN: blank or hatched
     for (r, c), cell in cells.items():
         if cell == NO_GRADIENT:
-            ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor="0.85", edgecolor="0.5", hatch="///"))
-            ax.text(
-                c,
-                r,
-                "no\ngradient",
-                ha="center",
-                va="center",
-                fontsize=7,
-                bbox=dict(facecolor="0.85", edgecolor="none", pad=1),
-            )
+            ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, **HATCHED))
+            text = "no\ngradient"
+            style = dict(fontsize=7, bbox=dict(facecolor="0.85", edgecolor="none", pad=1))
         else:
-            ax.text(
-                c,
-                r,
-                f"{cell:.2f}",
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="white" if abs(cell) > 0.6 else "black",
-            )
+            values[r, c] = cell
+            text, style = f"{cell:.2f}", dict(fontsize=8, color="white" if abs(cell) > 0.6 else "black")
+        ax.text(c, r, text, ha="center", va="center", **style)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="RdBu_r", vmin=-1.0, vmax=1.0, aspect="auto")
     ax.set_xticks(range(len(cols)), cols, rotation=45 if len(cols) > 6 else 0)
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("classifier pair")
     fig.colorbar(image, ax=ax, label="mean row cosine")
     if any(cell == NO_GRADIENT for cell in cells.values()):
         ax.legend(
-            handles=[Patch(facecolor="0.85", edgecolor="0.5", hatch="///", label="no gradient (exactly 0)")],
+            handles=[Patch(**HATCHED, label="no gradient (exactly 0)")],
             loc="upper center",
             bbox_to_anchor=(0.5, -0.25),
             fontsize=7,

@@ -1,12 +1,8 @@
-"""Evaluation arithmetic on cached per-exit logits, one concept a module:
-
-- `checks`: what valid logits, labels, exit layers and exit scores are;
-- `temperature`: softmax and temperature scaling (paper App. A);
-- `policies`: exit policies and replaying them on logits (which exit answers each example);
-- `curves`: the cost model, speedup (eq. 1), speed-accuracy curves, interpolation and AUC;
-- `summary`: `evaluate_logits`, one split's JSON-ready evaluation (each exit alone, the curve);
-- `callback`: the Lightning callback that evaluates a run (import it from there: it needs Lightning).
+"""Evaluation arithmetic on cached per-exit logits, one concept a module: checks -> temperature ->
+policies -> curves -> summary (one split's JSON-ready evaluation). `callback` evaluates a run (import it
+from there: it needs Lightning). The names imported here are the package's interface.
 """
+# ruff: noqa: F401
 
 from ..metrics import get_metric
 from .curves import (
@@ -20,40 +16,6 @@ from .curves import (
     speedup,
     speedup_from_counts,
 )
-from .policies import (
-    POLICIES,
-    ExitPolicy,
-    PerExitPolicy,
-    get_policy,
-    register_policy,
-    simulate_exits,
-)
+from .policies import POLICIES, ExitPolicy, PerExitPolicy, get_policy, simulate_exits
 from .summary import collapsed_exits, evaluate_logits, individual_exit_scores
 from .temperature import apply_temperatures, fit_temperatures, softmax, softmax_row, tempered_softmax
-
-__all__ = [
-    "POLICIES",
-    "CurvePoint",
-    "ExitPolicy",
-    "PerExitPolicy",
-    "SpeedAccuracyCurve",
-    "apply_temperatures",
-    "auc",
-    "auc_coverage",
-    "collapsed_exits",
-    "default_speedup_points",
-    "evaluate_logits",
-    "fit_temperatures",
-    "get_metric",
-    "get_policy",
-    "individual_exit_scores",
-    "interpolate_at",
-    "register_policy",
-    "simulate_exits",
-    "softmax",
-    "softmax_row",
-    "speed_accuracy_curve",
-    "speedup",
-    "speedup_from_counts",
-    "tempered_softmax",
-]

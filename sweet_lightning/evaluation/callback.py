@@ -22,8 +22,6 @@ from sweet_lightning.wandb_logging import log_epoch_curve
 
 log = logging.getLogger(__name__)
 
-CALIBRATION_SOURCES = ("train_holdout", "dev")
-
 
 class AdaptiveEvaluation(L.Callback):
     """Evaluate every eval split with one exit policy; temperatures fitted on the calibration split
@@ -55,17 +53,20 @@ class AdaptiveEvaluation(L.Callback):
             raise ValueError(
                 f"evaluation.speedup_points={list(speedup_points)} must all be > 0, e.g. [0.25, 0.5, 1]."
             )
-        if calibration not in CALIBRATION_SOURCES:
+        if calibration not in ("train_holdout", "dev"):
             raise ValueError(
                 f"calibration={calibration!r}: use calibration=train_holdout or calibration=dev."
             )
         self.policy = policy
         self.calibration = calibration
-        self.thresholds = list(thresholds) if thresholds is not None else None
-        self.num_thresholds = num_thresholds
-        self.speedup_points = list(speedup_points) if speedup_points is not None else None
-        self.policy_kwargs = dict(policy_kwargs or {})
         self.seed = seed
+        self.options = {  # evaluate_logits' settings, the same for every split
+            "policy": policy,
+            "policy_kwargs": dict(policy_kwargs or {}),
+            "thresholds": list(thresholds) if thresholds is not None else None,
+            "num_thresholds": num_thresholds,
+            "speedup_points": list(speedup_points) if speedup_points is not None else None,
+        }
         # the latest validation's per-exit outputs (split -> logits/labels[/exit_scores]) and their evaluation
         self.outputs: dict[str, dict] = {}
         self.latest: dict[str, dict] = {}  # split -> evaluate_logits output
@@ -98,21 +99,19 @@ class AdaptiveEvaluation(L.Callback):
                 cost_model=spec.cost_model,
                 metric=task.metric,
                 extra_metrics=task.extra_metrics,
-                policy=self.policy,
-                policy_kwargs=self.policy_kwargs,
-                thresholds=self.thresholds,
-                num_thresholds=self.num_thresholds,
-                speedup_points=self.speedup_points,
                 calibration_logits=calib["logits"],
                 calibration_labels=calib["labels"],
                 exit_scores=out.get("exit_scores"),
+                **self.options,
             )
         return results
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
         if trainer.sanity_checking:  # its few batches are dropped (the module clears them next epoch)
             return
-        names = split_names(trainer, pl_module)
+        # the validation loaders' names, in order: the datamodule's when it says
+        names = getattr(getattr(trainer, "datamodule", None), "val_split_names", None)
+        names = list(names or pl_module.task.eval_splits)
         by_loader = pl_module.take_eval_outputs()
         self.outputs = {names[i] if i < len(names) else f"eval{i}": out for i, out in by_loader.items()}
         spec = EvalSpec(
@@ -123,17 +122,30 @@ class AdaptiveEvaluation(L.Callback):
             self.log_epoch(trainer, pl_module, self.latest)
 
     def log_epoch(self, trainer: L.Trainer, pl_module, report: dict[str, dict]) -> None:
-        """An evaluation to the loggers (and model selection), its warnings, its W&B chart."""
-        log_evaluation(pl_module, report, pl_module.task)
+        """An evaluation to the loggers (and model selection), its warnings, its W&B chart. Logged: the
+        names runs report (metrics.run_metrics) and per split `val/<split>/exit<i>/<metric>` for each
+        exit alone, `auc`, `score@<speedup>`, temperatures."""
+        primary = next(iter(report))
+        task = pl_module.task
+        names = (task.metric, *task.extra_metrics)
+        for split, res in report.items():
+            for i, e in enumerate(res["exits"], start=1):
+                scores = {**e, task.metric: e["score"]}  # the task's metric is stored as "score"
+                for name in names:
+                    pl_module.log(f"val/{split}/exit{i}/{name}", scores[name])
+            prefix = "val" if split == primary else f"val/{split}"
+            if split not in (primary, CALIBRATION_SPLIT):  # those two AUCs are among the headline numbers
+                pl_module.log(f"{prefix}/auc", res["auc"])
+            for point, score in res["at_speedup"].items():
+                if score is not None:
+                    pl_module.log(f"{prefix}/score@{point}", score)
+            for i, t in enumerate(res["temperatures"], start=1):
+                pl_module.log(f"{prefix}/exit{i}/temperature", t)
+        for name, value in headline_metrics(report).items():
+            pl_module.log(name, value, prog_bar=name in ("val/score", "val/auc"))
         warn_collapsed(pl_module, report, self.seed)
         # the epoch's speed-accuracy curve as a W&B line chart when W&B is on
-        log_epoch_curve(trainer.loggers, report[next(iter(report))], step=trainer.global_step)
-
-
-def split_names(trainer: L.Trainer, module) -> list[str]:
-    """Names of the validation dataloaders, in order (the datamodule's when it says)."""
-    names = getattr(getattr(trainer, "datamodule", None), "val_split_names", None)
-    return list(names or module.task.eval_splits)
+        log_epoch_curve(trainer.loggers, report[primary], step=trainer.global_step)
 
 
 def headline_metrics(report: dict[str, dict]) -> dict[str, float]:
@@ -144,33 +156,14 @@ def headline_metrics(report: dict[str, dict]) -> dict[str, float]:
     return run_metrics([e["score"] for e in primary["exits"]], primary["auc"], calibration_auc)
 
 
-def log_evaluation(module, report: dict[str, dict], task) -> None:
-    """Log an epoch's evaluation under the names runs report (metrics.run_metrics) and per split:
-    `val/<split>/exit<i>/<metric>` for each exit alone, `auc`, `score@<speedup>`, temperatures."""
-    primary = next(iter(report))
-    names = (task.metric, *task.extra_metrics)
-    for split, res in report.items():
-        for i, e in enumerate(res["exits"], start=1):
-            for name in names:
-                module.log(f"val/{split}/exit{i}/{name}", e["score"] if name == task.metric else e[name])
-    for name, value in headline_metrics(report).items():
-        module.log(name, value, prog_bar=name in ("val/score", "val/auc"))
-    for split, res in report.items():
-        prefix = "val" if split == primary else f"val/{split}"
-        if split not in (primary, CALIBRATION_SPLIT):  # those two AUCs are among the headline numbers
-            module.log(f"{prefix}/auc", res["auc"])
-        for point, score in res["at_speedup"].items():
-            if score is not None:
-                module.log(f"{prefix}/score@{point}", score)
-        for i, t in enumerate(res["temperatures"], start=1):
-            module.log(f"{prefix}/exit{i}/temperature", t)
-
-
 def warn_collapsed(
     module, evaluation: dict[str, dict], seed: int | None = None, warn: bool = True
 ) -> list[dict]:
     """Warn about (and return) exits whose predictions collapsed to one class / the majority baseline
     on a reported split (the calibration split only selects)."""
+    remedy = "Try another lr or seed."
+    if getattr(module, "hparams", {}).get("exit_pooling", "cls") != "mean":
+        remedy = "Try another lr or seed, or model.exit_pooling=mean."
     flagged = []
     for split, res in evaluation.items():
         if split == CALIBRATION_SPLIT:
@@ -188,13 +181,6 @@ def warn_collapsed(
                         split,
                         seed,
                         module.lr,
-                        remedy(module),
+                        remedy,
                     )
     return flagged
-
-
-def remedy(module) -> str:
-    pooling = getattr(module, "hparams", {}).get("exit_pooling", "cls")
-    if pooling == "mean":
-        return "Try another lr or seed."
-    return "Try another lr or seed, or model.exit_pooling=mean."

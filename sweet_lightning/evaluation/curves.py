@@ -8,14 +8,10 @@ overhead is the point of the comparison in Sec. 3.3). The ratio is computed from
 counts with a single division, so "everyone at exit i" gives exactly cost_i / L_M (e.g. 6/12
 and 11/12 for the paper's example).
 
-A curve sweeps a policy's threshold; each point records the threshold, the speedup, the task
-score of the adaptive model and the fraction of examples answered by each exit. Points are
-sorted by speedup (ties by threshold) so they can be read as a function.
-
-Both readings use the same piecewise-linear function through the curve's points:
+A curve's points (one per threshold) are sorted by speedup, ties by threshold. Both readings use
+the same piecewise-linear function through them:
 - Several thresholds can land on the same speedup; the best score there is kept (the
-  frontier an operator would deploy). For duplicates caused by every threshold sending all
-  examples to the same exit the scores are identical anyway.
+  frontier an operator would deploy).
 - interpolate_at never extrapolates: a speedup outside the curve's span (beyond a 1e-9
   tolerance for float noise) reads as NaN.
 - auc integrates over [lo, hi] (default [L_1 / L_M, 1], the span of an Early-Exit curve whose
@@ -36,18 +32,12 @@ import numpy as np
 
 from ..metrics import get_metric
 from .checks import check_cost_model, check_exit_layers, check_split
-from .policies import ExitPolicy, decide, get_policy, prepare_exit_inputs
+from .policies import ExitInputs, ExitPolicy, get_policy
 
 SPAN_TOLERANCE = 1e-9
 
 
 # ---- cost model and speedup (eq. 1) -------------------------------------------------------------
-def layers_run(exit_layers: Sequence[int], cost_model: str) -> np.ndarray:
-    """Backbone layers an example pays for when it stops at each exit: [E] ints."""
-    layers = np.asarray(exit_layers, dtype=np.int64)
-    return np.cumsum(layers) if check_cost_model(cost_model) == "cascade" else layers
-
-
 def speedup_from_counts(
     exit_counts: Sequence[int], exit_layers: Sequence[int], num_layers: int, cost_model: str
 ) -> float:
@@ -56,7 +46,9 @@ def speedup_from_counts(
     counts = np.asarray(exit_counts, dtype=np.int64)
     if counts.shape != layers.shape or counts.min() < 0 or counts.sum() == 0:
         raise ValueError(f"exit_counts must be {layers.size} non-negative ints with a positive sum")
-    return float(int(counts @ layers_run(layers, cost_model)) / (num_layers * int(counts.sum())))
+    # layers an example pays for when it stops at each exit
+    cost = np.cumsum(layers) if check_cost_model(cost_model) == "cascade" else layers
+    return float(int(counts @ cost) / (num_layers * int(counts.sum())))
 
 
 def speedup(exit_index: np.ndarray, exit_layers: Sequence[int], num_layers: int, cost_model: str) -> float:
@@ -119,19 +111,14 @@ def speed_accuracy_curve(
     exit_policy = get_policy(policy, **(policy_kwargs or {}))
     if thresholds is None:
         thresholds = exit_policy.default_thresholds(logits.shape[0], logits.shape[2], num_thresholds)
-    inputs = prepare_exit_inputs(logits, temperatures, exit_scores)
+    inputs = ExitInputs.of(logits, temperatures, exit_scores)
     points = []
     for threshold in thresholds:
-        decisions = decide(exit_policy, inputs, threshold)
+        decisions = inputs.decide(exit_policy, threshold)
         counts = np.bincount(decisions.exit_index, minlength=layers.size)
-        points.append(
-            CurvePoint(
-                threshold=float(threshold),
-                speedup=speedup_from_counts(counts, layers, num_layers, cost_model),
-                score=score_fn(decisions.predictions, labels),
-                exit_counts=tuple(int(c) for c in counts),
-            )
-        )
+        speed = speedup_from_counts(counts, layers, num_layers, cost_model)
+        score = score_fn(decisions.predictions, labels)
+        points.append(CurvePoint(float(threshold), speed, score, tuple(int(c) for c in counts)))
     points.sort(key=lambda point: (point.speedup, point.threshold))
     return SpeedAccuracyCurve(
         tuple(points), tuple(int(x) for x in layers), int(num_layers), cost_model, metric, exit_policy.name

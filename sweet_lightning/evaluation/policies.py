@@ -13,12 +13,11 @@ floating point, so a curve over the default range always spans "everything at ex
 - entropy: t <= 0 means "never exit early"; t >= log C sends all to exit 1.
 - patience: p = 1 sends all to exit 1; p >= E sends all to the last exit.
 
-Each rule is written once. A `PerExitPolicy` (confidence, entropy, learned) is a statistic of one
-exit's outputs compared with the threshold, with exact range ends; `may_exit` applies it to arrays
-(the simulation) and `should_exit` to one example's Python floats (the inference engine's batch-1
-path, where each NumPy call costs more than the arithmetic), sharing the ends and the comparison.
-`simulate_exits` is the ground truth the curves are built from; the engine must agree with it
-example by example (tests/test_engine.py).
+Each rule is written once, in its policy: `may_exit` applies it to arrays (the simulation the
+curves are built from) and a `PerExitPolicy`'s `should_exit` to one example's Python floats (the
+inference engine's batch-1 path, where a NumPy call costs more than the arithmetic), sharing the
+range ends and the comparison. The engine must agree with `simulate_exits` example by example
+(tests/test_engine.py).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -178,10 +177,8 @@ class EntropyPolicy(PerExitPolicy):
 
 
 class LearnedPolicy(PerExitPolicy):
-    """Learning-to-exit (BERxiT; paper Sec. 5): exit once the exit's 'I am correct' score reaches t.
-
-    The scores [E, N] come from heads trained with the model; only their values are used here.
-    """
+    """Learning-to-exit (BERxiT; paper Sec. 5): exit once the exit's 'I am correct' score reaches t
+    (scores [E, N] from heads trained with the model)."""
 
     name = "learned"
     uses_exit_scores = True
@@ -239,12 +236,6 @@ POLICIES: dict[str, type[ExitPolicy]] = {
 }
 
 
-def register_policy(cls: type[ExitPolicy]) -> type[ExitPolicy]:
-    """Add a policy class to the registry (usable as a decorator)."""
-    POLICIES[cls.name] = cls
-    return cls
-
-
 def get_policy(name: str | ExitPolicy, **kwargs: object) -> ExitPolicy:
     """Build a policy by registry name; kwargs go to its constructor. Instances pass through."""
     if isinstance(name, ExitPolicy):
@@ -255,35 +246,32 @@ def get_policy(name: str | ExitPolicy, **kwargs: object) -> ExitPolicy:
 
 
 # ---- replaying a policy on cached logits --------------------------------------------------------
-@dataclass(frozen=True)
-class ExitDecisions:
+class ExitDecisions(NamedTuple):
     exit_index: np.ndarray  # [N] 0-based index of the exit that answered each example
     predictions: np.ndarray  # [N] that exit's argmax class
 
 
 @dataclass(frozen=True)
 class ExitInputs:
-    """Everything a policy needs, computed once per split and reused across thresholds."""
+    """Everything a policy reads, computed once per split and reused across thresholds."""
 
     probs: np.ndarray  # [E, N, C] softmax after temperature
     exit_predictions: np.ndarray  # [E, N] argmax of the raw logits at each exit
     exit_scores: np.ndarray | None  # [E, N] learned-exit scores, if any
 
+    @classmethod
+    def of(
+        cls, logits: np.ndarray, temperatures: np.ndarray | None = None, exit_scores: np.ndarray | None = None
+    ) -> ExitInputs:
+        logits = check_logits(logits)
+        scaled = logits if temperatures is None else apply_temperatures(logits, temperatures)
+        scores = None if exit_scores is None else check_exit_scores(exit_scores, *logits.shape[:2])
+        # predictions from the raw logits: temperature must not move the argmax, even by rounding
+        return cls(softmax(scaled), logits.argmax(axis=2), scores)
 
-def prepare_exit_inputs(
-    logits: np.ndarray, temperatures: np.ndarray | None = None, exit_scores: np.ndarray | None = None
-) -> ExitInputs:
-    logits = check_logits(logits)
-    scaled = logits if temperatures is None else apply_temperatures(logits, temperatures)
-    scores = None if exit_scores is None else check_exit_scores(exit_scores, *logits.shape[:2])
-    # predictions from the raw logits: temperature must not move the argmax, even by rounding
-    return ExitInputs(softmax(scaled), logits.argmax(axis=2), scores)
-
-
-def decide(policy: ExitPolicy, inputs: ExitInputs, threshold: float) -> ExitDecisions:
-    exit_index = policy.exit_indices(inputs.probs, threshold, inputs.exit_scores)
-    predictions = inputs.exit_predictions[exit_index, np.arange(exit_index.size)]
-    return ExitDecisions(exit_index, predictions)
+    def decide(self, policy: ExitPolicy, threshold: float) -> ExitDecisions:
+        exit_index = policy.exit_indices(self.probs, threshold, self.exit_scores)
+        return ExitDecisions(exit_index, self.exit_predictions[exit_index, np.arange(exit_index.size)])
 
 
 def simulate_exits(
@@ -296,4 +284,4 @@ def simulate_exits(
 ) -> ExitDecisions:
     """Per-example exit index and prediction for one threshold of one policy."""
     exit_policy = get_policy(policy, **(policy_kwargs or {}))
-    return decide(exit_policy, prepare_exit_inputs(logits, temperatures, exit_scores), threshold)
+    return ExitInputs.of(logits, temperatures, exit_scores).decide(exit_policy, threshold)

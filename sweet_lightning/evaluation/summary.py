@@ -1,8 +1,5 @@
-"""One call from cached per-exit logits to a JSON-ready evaluation of one split.
-
-This is the entry point for the callback and `evaluate`: it resolves temperatures, scores each
-exit alone (paper Table 1) and flags the ones that did not learn, sweeps the speed-accuracy curve
-and reads it at fixed speedups and as AUC.
+"""One call from cached per-exit logits to a JSON-ready evaluation of one split: temperatures, each
+exit alone (paper Table 1) and whether it learned, the speed-accuracy curve, its AUC and fixed speedups.
 
 An exit is flagged as collapsed when it predicts a single class or its accuracy equals the
 majority-class baseline. Matching that baseline exactly is what a collapsed head does on an
@@ -28,11 +25,6 @@ from .curves import (
     speed_accuracy_curve,
 )
 from .temperature import bound_hits, fit_temperatures, warn_bound_hits
-
-
-def _json_float(value: float) -> float | None:
-    # strict JSON has no NaN: an unreachable speedup is reported as null
-    return None if math.isnan(value) else float(value)
 
 
 def evaluate_logits(
@@ -98,16 +90,15 @@ def evaluate_logits(
     points = default_speedup_points(num_layers) if speedup_points is None else tuple(speedup_points)
     at_speedup = interpolate_at(curve, points)
 
-    exit_metrics = [metric] + [name for name in extra_metrics if name != metric]
-    per_metric = {name: individual_exit_scores(logits, labels, name) for name in exit_metrics}
+    extras = [name for name in extra_metrics if name != metric]
+    per_metric = {name: individual_exit_scores(logits, labels, name) for name in [metric, *extras]}
     collapsed = collapsed_exits(logits, labels)
-    exits = []
-    for i, layer in enumerate(layers):
-        entry: dict = {"exit": i + 1, "layer": int(layer), "score": float(per_metric[metric][i])}
-        entry.update({name: float(per_metric[name][i]) for name in exit_metrics[1:]})
-        entry["collapsed"] = bool(collapsed[i])
-        entry["temperature_at_bound"] = at_bound[i]
-        exits.append(entry)
+    exits = [
+        {"exit": i + 1, "layer": int(layer), "score": float(per_metric[metric][i])}
+        | {name: float(per_metric[name][i]) for name in extras}
+        | {"collapsed": bool(collapsed[i]), "temperature_at_bound": at_bound[i]}
+        for i, layer in enumerate(layers)
+    ]
 
     return {
         "policy": curve.policy,
@@ -131,7 +122,10 @@ def evaluate_logits(
         "auc": auc(curve, lo, hi),
         "auc_interval": [lo, hi],
         "auc_coverage": auc_coverage(curve, lo, hi),
-        "at_speedup": {f"{x:.4f}": _json_float(v) for x, v in zip(points, at_speedup, strict=True)},
+        # strict JSON has no NaN: an unreachable speedup is reported as null
+        "at_speedup": {
+            f"{x:.4f}": None if math.isnan(v) else float(v) for x, v in zip(points, at_speedup, strict=True)
+        },
     }
 
 

@@ -3,11 +3,10 @@
 Each exit's T minimises the NLL of softmax(logits / T) on a calibration set. The NLL is
 convex in 1/T, hence unimodal in log T, so a golden-section search over log T finds the
 global minimum deterministically without gradients or a torch dependency. A fit that ends at
-a bound of the search range wanted a T beyond it (`bound_hits`): at T_MIN the exit's logits
-separate the calibration split and its tempered confidence is ~1 everywhere (it always
-fires), at T_MAX they do worse than uniform and it never fires. Scaling by T > 0
-keeps the ranking of classes; predictions are nevertheless always taken from the raw logits
-(see policies.py) so that float rounding can never turn a near-tie into a different argmax.
+a bound of the search range wanted a T beyond it (`bound_hits`; `_AT_BOUND` says what that does
+to the exit). Scaling by T > 0 keeps the ranking of classes; predictions are nevertheless always
+taken from the raw logits (see policies.py) so that float rounding can never turn a near-tie into
+a different argmax.
 """
 
 from __future__ import annotations
@@ -90,16 +89,11 @@ def bound_hits(temperatures) -> list[str | None]:
 
     The search converges to within ~1e-20 (in log T) of a bound it is pushed against, so a
     relative tolerance of 1e-6 separates "at the bound" from any interior optimum."""
-    hits = []
-    for t in np.asarray(temperatures, dtype=np.float64):
-        log_t = math.log(t) if t > 0 and math.isfinite(t) else math.nan  # bad values: checked by the callers
-        if abs(log_t - math.log(T_MIN)) < 1e-6:
-            hits.append("lower")
-        elif abs(log_t - math.log(T_MAX)) < 1e-6:
-            hits.append("upper")
-        else:
-            hits.append(None)
-    return hits
+    with np.errstate(divide="ignore", invalid="ignore"):  # bad values: checked by the callers
+        log_t = np.log(np.asarray(temperatures, dtype=np.float64))
+    lower = np.abs(log_t - math.log(T_MIN)) < 1e-6
+    upper = np.abs(log_t - math.log(T_MAX)) < 1e-6
+    return ["lower" if low else "upper" if up else None for low, up in zip(lower, upper, strict=True)]
 
 
 def apply_temperatures(logits: np.ndarray, temperatures: np.ndarray) -> np.ndarray:
@@ -113,21 +107,21 @@ def apply_temperatures(logits: np.ndarray, temperatures: np.ndarray) -> np.ndarr
     return logits / temps[:, None, None]
 
 
+# what a temperature at each bound does to its exit, for the warning
+_AT_BOUND = {
+    "lower": f"T_MIN={T_MIN:g} (its logits separate the calibration split), so its tempered confidence is ~1 "
+    "and it answers every example at any confidence threshold below 1",
+    "upper": f"T_MAX={T_MAX:g} (its logits do worse than uniform on the calibration split), so its "
+    "tempered probabilities are ~uniform and it answers no example at any confidence threshold above "
+    "1/#classes",
+}
+
+
 def warn_bound_hits(at_bound: Sequence[str | None], layers: Sequence[int]) -> None:
     """One warning per exit whose fitted temperature sits at a search bound (what it means for exits)."""
     for i, (side, layer) in enumerate(zip(at_bound, layers, strict=True), start=1):
-        if side == "lower":
+        if side is not None:
             warnings.warn(
-                f"exit {i} (layer {layer}): fitted temperature at the search bound T_MIN={T_MIN:g} "
-                "(its logits separate the calibration split), so its tempered confidence is ~1 and "
-                "it answers every example at any confidence threshold below 1",
-                stacklevel=3,
-            )
-        elif side == "upper":
-            warnings.warn(
-                f"exit {i} (layer {layer}): fitted temperature at the search bound T_MAX={T_MAX:g} "
-                "(its logits do worse than uniform on the calibration split), so its tempered "
-                "probabilities are ~uniform and it answers no example at any confidence threshold "
-                "above 1/#classes",
+                f"exit {i} (layer {layer}): fitted temperature at the search bound {_AT_BOUND[side]}",
                 stacklevel=3,
             )
