@@ -46,16 +46,12 @@ def _deterministic() -> str | bool:
     return "warn" if torch.cuda.is_available() else False
 
 
-def _holdout(calibration: str, size: int) -> int:
-    return int(size) if calibration == "train_holdout" else 0
-
-
 RESOLVERS = {
     "sl.mkdir": _mkdir,
     "sl.sweep_group": _sweep_group,
     "sl.deterministic": _deterministic,
     "sl.eq": lambda a, b: a == b,
-    "sl.holdout": _holdout,
+    "sl.holdout": lambda calibration, size: int(size) if calibration == "train_holdout" else 0,
 }
 
 

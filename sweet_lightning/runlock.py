@@ -54,7 +54,7 @@ def _pid_runs(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # runs, as another user
-        return True
+        pass
     return True
 
 
@@ -126,8 +126,8 @@ def acquire(out: Path) -> Path:
 
 
 def release(lock: Path) -> None:
-    holder = _read(lock)
-    if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+    holder = _read(lock) or {}
+    if (holder.get("pid"), holder.get("host")) == (os.getpid(), socket.gethostname()):
         lock.unlink(missing_ok=True)
 
 
@@ -136,11 +136,9 @@ def run_dir_lock(out: Path) -> Iterator[None]:
     """Hold the lock of `out` while the body runs (DDP ranks > 0: no lock, rank 0 holds it)."""
     from lightning.pytorch.utilities import rank_zero_only
 
-    if rank_zero_only.rank != 0:
-        yield
-        return
-    lock = acquire(out)
+    lock = acquire(out) if rank_zero_only.rank == 0 else None
     try:
         yield
     finally:
-        release(lock)
+        if lock is not None:
+            release(lock)
