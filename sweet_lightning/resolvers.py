@@ -32,12 +32,10 @@ def _mkdir(path: str) -> str:
 
 def _sweep_group(default: str) -> str:
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
-    if not HydraConfig.initialized():  # composed outside a Hydra job (notebooks)
-        return default
-    hydra = HydraConfig.get()
-    return Path(hydra.sweep.dir).name if hydra.mode == RunMode.MULTIRUN else default
+    from sweet_lightning.runs import is_multirun  # False outside a Hydra job too (notebooks)
+
+    return Path(HydraConfig.get().sweep.dir).name if is_multirun() else default
 
 
 def _deterministic() -> str | bool:

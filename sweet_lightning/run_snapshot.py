@@ -70,12 +70,8 @@ def take(run_dirs: Iterable[Path], folder: Path, config_subdir: str | None) -> N
 
 
 def restore(out: Path) -> bool:
-    """Put back what this launch's Hydra changed in the run dir `out`, as the snapshot saved it.
-
-    Call it from the job, once its run is known to be left alone (skipped, or refused for holding a
-    completed run of another configuration). False when there is no snapshot of `out` (not launched
-    by launch.py, or the run completed after this launch began): then nothing is changed.
-    """
+    """Put back what this launch's Hydra changed in the run dir `out`, as the snapshot saved it; False
+    when there is none of `out` (not launched by launch.py, or the run completed after this launch began)."""
     folder = os.environ.get(SNAPSHOT_ENV)
     entry = _entry(Path(folder), out) if folder else None
     if entry is None or not (entry / MANIFEST).is_file():

@@ -127,10 +127,8 @@ def _kept_run(cfg: DictConfig, out: Path) -> RunRecord | None:
 
 
 def completed_value(cfg: DictConfig, out: Path) -> float | None:
-    """The `optimized_metric` of the completed run already in `out` (to skip this one), else None.
-
-    Raises RunDirConflict when `out` holds a completed run of another configuration.
-    """
+    """The `optimized_metric` of the completed run already in `out` (to skip this one), else None;
+    RunDirConflict when that run is of another configuration."""
     previous = _kept_run(cfg, out)
     if previous is None:
         return None
@@ -211,11 +209,6 @@ def swallow_failures() -> bool:
     return is_multirun() and HydraConfig.get().runtime.choices.get("hydra/sweeper") != "optuna"
 
 
-# what Lightning's DDP launcher leaves in os.environ; the next job of an in-process sweep would take
-# LOCAL_RANK for "ranks started externally" and wait for a rank 1 that nobody starts
-_DDP_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
 def pin_ddp_relaunch(out: Path) -> None:
     """Make Lightning's DDP launcher re-run *this* job for ranks > 0, in a local (in-process) multirun.
 
@@ -234,7 +227,9 @@ def pin_ddp_relaunch(out: Path) -> None:
         hydra_cfg.run.dir = str(out)
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-    for key in _DDP_ENV:
+    # what Lightning's DDP launcher left in os.environ: the next job of an in-process sweep would take
+    # LOCAL_RANK for "ranks started externally" and wait for a rank 1 that nobody starts
+    for key in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         os.environ.pop(key, None)
 
 
@@ -300,7 +295,7 @@ def record_outcome(out: Path, outcome: str, reason: str = "") -> None:
     folder = sweep / ".outcomes" / launch
     folder.mkdir(parents=True, exist_ok=True)
     record = {"job": job, "outcome": outcome, "reason": reason}
-    (folder / (job.replace(os.sep, "__") + ".json")).write_text(json.dumps(record))
+    (folder / f"{job.replace(os.sep, '__')}.json").write_text(json.dumps(record))
 
 
 class SweepSummary(HydraCallback):
