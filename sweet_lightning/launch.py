@@ -1,8 +1,4 @@
-"""Train one adaptive-inference model, or sweep many with -m: the Hydra app behind `python launch.py`
-and the `sweet-train` console script.
-
-    python launch.py method=sweet task=glue/rte model=minilm_l6
-    sweet-train -m method=early_exit,sweet,cascade task=glue/* model=minilm_l6
+"""The Hydra app behind `python launch.py` and the `sweet-train` console script (usage: launch.py).
 
 The configs are read from the checkout's conf/ by absolute path, so the console script works
 from any directory.
@@ -14,10 +10,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+# importing the package registers the configs' ${sl.*} resolvers (sweet_lightning/__init__.py)
 from sweet_lightning.overrides import CONF_DIR, OverrideError, expand_overrides
-from sweet_lightning.resolvers import register_resolvers
-
-register_resolvers()  # before @hydra.main composes the config
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")

@@ -1,4 +1,4 @@
-"""OmegaConf resolvers the configs use; registered by launch.py before Hydra composes anything.
+"""OmegaConf resolvers the configs use; registered when the package is imported (sweet_lightning/__init__.py).
 
 `${sl.mkdir:path}` creates the folder and returns its path: the Optuna sweeper opens its sqlite
 study (multirun/optuna/<study>/study.db) before any sweep folder exists, and sqlite does not

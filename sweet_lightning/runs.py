@@ -235,11 +235,8 @@ def pin_ddp_relaunch(out: Path) -> None:
 
 def guarded_run(cfg: DictConfig, out: Path, train_fn: Callable[[DictConfig], float]) -> float:
     """`train_fn(cfg)` with the bookkeeping of this module: the run-dir lock, skip, failure and
-    interruption records, and the job's outcome for SweepSummary.
-
-    A failing or refused run returns NaN in a multirun (so the other jobs go on; under Optuna it
-    raises: a FAIL trial) and raises in a single run. SIGTERM ends the process (SystemExit).
-    """
+    interruption records, and the job's outcome for SweepSummary. A failing or refused run returns NaN
+    where swallow_failures() says so, else raises; SIGTERM ends the process (SystemExit)."""
     try:
         with run_dir_lock(out):
             return _run_locked(cfg, out, train_fn)
