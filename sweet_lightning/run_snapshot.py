@@ -62,10 +62,9 @@ def take(run_dirs: Iterable[Path], folder: Path, config_subdir: str | None) -> N
         for path in run_dir.rglob("*.log"):
             stat = path.stat()
             logs[str(path.relative_to(run_dir))] = [stat.st_size, stat.st_mtime_ns]
-        saved = config_subdir is not None and (run_dir / config_subdir).is_dir()
-        if saved:  # copy2 keeps the modification times too
+        if config_subdir is not None and (run_dir / config_subdir).is_dir():  # with its times (copy2)
             shutil.copytree(run_dir / config_subdir, entry / "config")
-        manifest = {"run_dir": str(run_dir), "logs": logs, "config_subdir": config_subdir, "saved": saved}
+        manifest = {"run_dir": str(run_dir), "logs": logs, "config_subdir": config_subdir}
         (entry / MANIFEST).write_text(json.dumps(manifest))
 
 
@@ -89,10 +88,9 @@ def restore(out: Path) -> bool:
             file.truncate(size)
         os.utime(path, ns=(mtime_ns, mtime_ns))
     if manifest["config_subdir"] is not None:
-        # copytree copies the modification times too, of the folder as of its files
         shutil.rmtree(out / manifest["config_subdir"], ignore_errors=True)
-        if manifest["saved"]:  # else the run dir had no such folder: this launch made it
-            shutil.copytree(entry / "config", out / manifest["config_subdir"])
+        if (entry / "config").is_dir():  # else the run dir had no such folder: this launch made it
+            shutil.copytree(entry / "config", out / manifest["config_subdir"])  # times too, as saved
     return True
 
 
