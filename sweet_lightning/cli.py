@@ -41,7 +41,6 @@ class Parser(argparse.ArgumentParser):
         self.key_values = key_values
 
     def flags(self) -> dict[str, argparse.Action]:
-        """Long option -> its action, `--help` aside."""
         return {
             opt: action
             for action in self._actions
