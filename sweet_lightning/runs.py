@@ -73,19 +73,13 @@ class RunDirConflict(RuntimeError):
     """The run dir holds a completed run of another configuration."""
 
 
-def derived_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+def derived_keys(cfg: DictConfig) -> list[str]:
     """Dotted keys whose value only passes on other keys (`${lr}`; conf/train.yaml's constructor
     nodes `module`, `data`, `evaluation` are mostly such). A run is compared through the keys they
     read, so runs stored before those nodes existed still match the same command."""
-    keys = []
-    for key in cfg:
-        node = cfg._get_node(key)
-        if OmegaConf.is_interpolation(cfg, key):
-            if not any(resolver in str(node._value()) for resolver in ENVIRONMENT_RESOLVERS):
-                keys.append(f"{prefix}{key}")
-        elif isinstance(node, DictConfig):
-            keys += derived_keys(node, f"{prefix}{key}.")
-    return keys
+    flat = _flat(OmegaConf.to_container(cfg, resolve=False))
+    interpolations = {k: v for k, v in flat.items() if isinstance(v, str) and "${" in v}
+    return [k for k, v in interpolations.items() if not any(r in v for r in ENVIRONMENT_RESOLVERS)]
 
 
 def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
