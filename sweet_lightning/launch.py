@@ -1,8 +1,4 @@
-"""Train one adaptive-inference model, or sweep many with -m: the Hydra app behind `python launch.py`
-and the `sweet-train` console script.
-
-    python launch.py method=sweet task=glue/rte model=minilm_l6
-    sweet-train -m method=early_exit,sweet,cascade task=glue/* model=minilm_l6
+"""The Hydra app behind `python launch.py` and the `sweet-train` console script (usage: launch.py).
 
 The configs are read from the checkout's conf/ by absolute path, so the console script works
 from any directory.
@@ -14,27 +10,20 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+# importing the package registers the configs' ${sl.*} resolvers (sweet_lightning/__init__.py)
 from sweet_lightning.overrides import CONF_DIR, OverrideError, expand_overrides
-from sweet_lightning.resolvers import register_resolvers
-
-register_resolvers()  # before @hydra.main composes the config
-
-# errors our own checks raise with a one-line message that names the fix
-USER_ERRORS = (ValueError, RuntimeError, FileNotFoundError)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def train_job(cfg: DictConfig) -> float:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
+    from sweet_lightning.runs import is_multirun
     from sweet_lightning.train import train  # imported late: --help stays fast
 
-    if HydraConfig.get().mode == RunMode.MULTIRUN or os.environ.get("SWEET_DEBUG"):
-        return train(cfg)
     try:
         return train(cfg)
-    except USER_ERRORS as err:
+    except (ValueError, RuntimeError, FileNotFoundError) as err:  # our checks' one-line messages
+        if is_multirun() or os.environ.get("SWEET_DEBUG"):
+            raise
         # a single run fails with one line, not a traceback (SWEET_DEBUG=1 shows it)
         sys.exit(f"error: {err}")
 

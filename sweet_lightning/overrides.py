@@ -54,16 +54,6 @@ def top_level_keys(conf_dir: Path, config: str) -> set[str]:
     return keys
 
 
-def check_key(arg: str, key: str, known: set[str]) -> None:
-    if key in known:
-        return
-    close = difflib.get_close_matches(key, sorted(known), n=1)
-    hint = f"did you mean {close[0]}? " if close else ""
-    raise OverrideError(
-        f"{arg}: unknown config key {key!r}; {hint}valid top-level keys: {', '.join(sorted(known))}."
-    )
-
-
 def check_launcher(args: list[str], conf_dir: Path) -> None:
     """A multirun through a launcher that cannot start here fails now, not in a submitit traceback."""
     chosen = [a.partition("=")[2] for a in args if a.partition("=")[0].lstrip("+~") == "launcher"]
@@ -93,28 +83,26 @@ def expand_overrides(args: list[str], conf_dir: Path = CONF_DIR, config: str = "
         key, sep, value = arg.partition("=")
         group = key.lstrip("+~")
         # `name=...` and `+name=...` must name a known key; `a.b=...` (nested) and `hydra/x=...` are Hydra's
-        if sep and not arg.startswith("-") and not any(ch in group for ch in "./@"):
-            check_key(arg, group, known)
-        # only `group=option` overrides of a config group; `a.b=...` and flags pass through
-        if not sep or arg.startswith("-") or "." in group or not (conf_dir / group).is_dir():
-            out.append(arg)
-            continue
-        if value in ("null", "") or value.startswith(("glob(", "choice(", "range(")):
+        if sep and not arg.startswith("-") and not any(ch in group for ch in "./@") and group not in known:
+            close = difflib.get_close_matches(group, sorted(known), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            valid = ", ".join(sorted(known))
+            raise OverrideError(f"{arg}: unknown config key {group!r}; {hint}valid top-level keys: {valid}.")
+        # only `group=option` overrides of a config group; `a.b=...`, flags, null and Hydra's sweeps pass
+        passed = not sep or arg.startswith("-") or "." in group or not (conf_dir / group).is_dir()
+        if passed or value in ("null", "") or value.startswith(("glob(", "choice(", "range(")):
             out.append(arg)
             continue
         options = group_options(conf_dir, group)
         chosen = []
         for item in value.split(","):
-            if any(ch in item for ch in "*?["):
-                matches = [o for o in options if fnmatch.fnmatchcase(o, item)]
-                if not matches:
-                    raise OverrideError(
-                        f"{group}={item} matches no {group} config: choose from {', '.join(options)}."
-                    )
-                chosen.extend(matches)
-            elif item not in options:
+            matches = [o for o in options if fnmatch.fnmatchcase(o, item)]  # an item without *?[ is itself
+            if not matches and any(ch in item for ch in "*?["):
+                raise OverrideError(
+                    f"{group}={item} matches no {group} config: choose from {', '.join(options)}."
+                )
+            if not matches:
                 raise OverrideError(f"Unknown {group} {item!r}: choose one of {', '.join(options)}.")
-            else:
-                chosen.append(item)
+            chosen += matches
         out.append(f"{key}={','.join(chosen)}")
     return out

@@ -1,4 +1,4 @@
-"""OmegaConf resolvers the configs use; registered by launch.py before Hydra composes anything.
+"""OmegaConf resolvers the configs use; registered when the package is imported (sweet_lightning/__init__.py).
 
 `${sl.mkdir:path}` creates the folder and returns its path: the Optuna sweeper opens its sqlite
 study (multirun/optuna/<study>/study.db) before any sweep folder exists, and sqlite does not
@@ -32,12 +32,10 @@ def _mkdir(path: str) -> str:
 
 def _sweep_group(default: str) -> str:
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
-    if not HydraConfig.initialized():  # composed outside a Hydra job (notebooks)
-        return default
-    hydra = HydraConfig.get()
-    return Path(hydra.sweep.dir).name if hydra.mode == RunMode.MULTIRUN else default
+    from sweet_lightning.runs import is_multirun  # False outside a Hydra job too (notebooks)
+
+    return Path(HydraConfig.get().sweep.dir).name if is_multirun() else default
 
 
 def _deterministic() -> str | bool:
@@ -46,16 +44,12 @@ def _deterministic() -> str | bool:
     return "warn" if torch.cuda.is_available() else False
 
 
-def _holdout(calibration: str, size: int) -> int:
-    return int(size) if calibration == "train_holdout" else 0
-
-
 RESOLVERS = {
     "sl.mkdir": _mkdir,
     "sl.sweep_group": _sweep_group,
     "sl.deterministic": _deterministic,
     "sl.eq": lambda a, b: a == b,
-    "sl.holdout": _holdout,
+    "sl.holdout": lambda calibration, size: int(size) if calibration == "train_holdout" else 0,
 }
 
 

@@ -22,6 +22,7 @@ temporary directory. The launch removes it when it ends.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import logging
@@ -42,12 +43,6 @@ SNAPSHOTS = ".snapshots"  # in the sweep dir
 MANIFEST = "manifest.json"
 
 
-def completed_run_dirs(root: Path) -> list[Path]:
-    """The run dirs at or under `root` that hold a completed run (those a job may skip)."""
-    found = find_run_dirs([root]) if root.is_dir() else []
-    return [run_dir for run_dir in found if _completed(run_dir)]
-
-
 def _completed(run_dir: Path) -> bool:
     record = RunRecord.read(run_dir)
     return record is not None and record.completed
@@ -63,26 +58,19 @@ def take(run_dirs: Iterable[Path], folder: Path, config_subdir: str | None) -> N
     for run_dir in run_dirs:
         entry = _entry(folder, run_dir)
         entry.mkdir(parents=True, exist_ok=True)
-        logs = {str(p.relative_to(run_dir)): _size_and_mtime(p) for p in run_dir.rglob("*.log")}
-        saved = config_subdir is not None and (run_dir / config_subdir).is_dir()
-        if saved:  # copy2 keeps the modification times too
+        logs = {}
+        for path in run_dir.rglob("*.log"):
+            stat = path.stat()
+            logs[str(path.relative_to(run_dir))] = [stat.st_size, stat.st_mtime_ns]
+        if config_subdir is not None and (run_dir / config_subdir).is_dir():  # with its times (copy2)
             shutil.copytree(run_dir / config_subdir, entry / "config")
-        manifest = {"run_dir": str(run_dir), "logs": logs, "config_subdir": config_subdir, "saved": saved}
+        manifest = {"run_dir": str(run_dir), "logs": logs, "config_subdir": config_subdir}
         (entry / MANIFEST).write_text(json.dumps(manifest))
 
 
-def _size_and_mtime(path: Path) -> list[int]:
-    stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns]
-
-
 def restore(out: Path) -> bool:
-    """Put back what this launch's Hydra changed in the run dir `out`, as the snapshot saved it.
-
-    Call it from the job, once its run is known to be left alone (skipped, or refused for holding a
-    completed run of another configuration). False when there is no snapshot of `out` (not launched
-    by launch.py, or the run completed after this launch began): then nothing is changed.
-    """
+    """Put back what this launch's Hydra changed in the run dir `out`, as the snapshot saved it; False
+    when there is none of `out` (not launched by launch.py, or the run completed after this launch began)."""
     folder = os.environ.get(SNAPSHOT_ENV)
     entry = _entry(Path(folder), out) if folder else None
     if entry is None or not (entry / MANIFEST).is_file():
@@ -100,7 +88,9 @@ def restore(out: Path) -> bool:
             file.truncate(size)
         os.utime(path, ns=(mtime_ns, mtime_ns))
     if manifest["config_subdir"] is not None:
-        _restore_folder(entry / "config" if manifest["saved"] else None, out / manifest["config_subdir"])
+        shutil.rmtree(out / manifest["config_subdir"], ignore_errors=True)
+        if (entry / "config").is_dir():  # else the run dir had no such folder: this launch made it
+            shutil.copytree(entry / "config", out / manifest["config_subdir"])  # times too, as saved
     return True
 
 
@@ -110,43 +100,24 @@ def _detach_file_handlers(out: Path) -> list[Path]:
     Taken off, not only closed: a closed FileHandler that still gets a record opens its file again.
     """
     root = out.resolve()
-    loggers = [logging.getLogger()] + [
-        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
-    ]
     files = set()
-    for logger in loggers:
-        for handler in list(logger.handlers):
-            if isinstance(handler, logging.FileHandler):
-                path = Path(handler.baseFilename).resolve()
-                if root in path.parents:
-                    logger.removeHandler(handler)
-                    handler.close()
-                    files.add(path)
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in list(getattr(logger, "handlers", [])):  # a logging.PlaceHolder has none
+            if not isinstance(handler, logging.FileHandler):
+                continue
+            path = Path(handler.baseFilename).resolve()
+            if root in path.parents:
+                logger.removeHandler(handler)
+                handler.close()
+                files.add(path)
     return sorted(files)
-
-
-def _restore_folder(saved: Path | None, target: Path) -> None:
-    if saved is None:  # the run dir had no such folder: this launch made it
-        shutil.rmtree(target, ignore_errors=True)
-        return
-    keep = {p.relative_to(saved) for p in saved.rglob("*")}
-    for path in sorted(target.rglob("*"), reverse=True) if target.is_dir() else ():
-        if path.relative_to(target) in keep:
-            continue
-        if path.is_dir():  # written by this launch only
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    shutil.copytree(saved, target, dirs_exist_ok=True)
 
 
 def _drop(folder: Path) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     if folder.parent.name == SNAPSHOTS:  # the sweep's .snapshots/, once no launch uses it
-        try:
+        with contextlib.suppress(OSError):
             folder.parent.rmdir()
-        except OSError:
-            pass
 
 
 class KeepSkippedRunsIntact(HydraCallback):
@@ -159,13 +130,7 @@ class KeepSkippedRunsIntact(HydraCallback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)
-        self._start(completed_run_dirs(sweep), sweep / SNAPSHOTS, config)
-
-    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._end()
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._end()
+        self._start([d for d in find_run_dirs([sweep]) if _completed(d)], sweep / SNAPSHOTS, config)
 
     def _start(self, run_dirs: list[Path], parent: Path | None, config: DictConfig) -> None:
         self.folder = None
@@ -180,8 +145,10 @@ class KeepSkippedRunsIntact(HydraCallback):
         os.environ[SNAPSHOT_ENV] = str(self.folder.resolve())
         atexit.register(_drop, self.folder)
 
-    def _end(self) -> None:
+    def on_run_end(self, config: DictConfig, **kwargs: Any) -> None:
         os.environ.pop(SNAPSHOT_ENV, None)
         if getattr(self, "folder", None) is not None:
             _drop(self.folder)
             atexit.unregister(_drop)
+
+    on_multirun_end = on_run_end

@@ -48,16 +48,6 @@ def _read(path: Path) -> dict | None:
         return None
 
 
-def _pid_runs(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # runs, as another user
-        return True
-    return True
-
-
 def stale_reason(holder: dict | None) -> str | None:
     """Why the lock of `holder` can be taken over, or None when its holder may still be writing."""
     if holder is None:
@@ -69,8 +59,12 @@ def stale_reason(holder: dict | None) -> str | None:
         pid = int(holder.get("pid", -1))
         if pid == me["pid"]:
             return "left by this process"
-        if not _pid_runs(pid):
+        try:
+            os.kill(pid, 0)  # signal 0: only asks whether the process exists
+        except ProcessLookupError:
             return f"its process {pid} no longer runs"
+        except PermissionError:  # it runs, as another user
+            pass
     return None
 
 
@@ -94,13 +88,12 @@ def _take_over(lock: Path, holder: dict | None) -> bool:
         os.rename(lock, aside)
     except FileNotFoundError:
         return True  # someone removed it: try to create ours
-    if _read(aside) != holder:  # not the lock we judged stale: give it back
+    same = _read(aside) == holder
+    if not same:  # not the lock we judged stale: give it back
         with contextlib.suppress(FileExistsError):
             os.link(aside, lock)
-        aside.unlink(missing_ok=True)
-        return False
     aside.unlink(missing_ok=True)
-    return True
+    return same
 
 
 def acquire(out: Path) -> Path:
@@ -126,8 +119,8 @@ def acquire(out: Path) -> Path:
 
 
 def release(lock: Path) -> None:
-    holder = _read(lock)
-    if holder and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+    holder = _read(lock) or {}
+    if (holder.get("pid"), holder.get("host")) == (os.getpid(), socket.gethostname()):
         lock.unlink(missing_ok=True)
 
 
@@ -136,11 +129,9 @@ def run_dir_lock(out: Path) -> Iterator[None]:
     """Hold the lock of `out` while the body runs (DDP ranks > 0: no lock, rank 0 holds it)."""
     from lightning.pytorch.utilities import rank_zero_only
 
-    if rank_zero_only.rank != 0:
-        yield
-        return
-    lock = acquire(out)
+    lock = acquire(out) if rank_zero_only.rank == 0 else None
     try:
         yield
     finally:
-        release(lock)
+        if lock is not None:
+            release(lock)

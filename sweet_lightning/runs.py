@@ -19,7 +19,6 @@ failed, interrupted) under `<sweep dir>/.outcomes/<launch id>/`, which SweepSumm
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -30,11 +29,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback as HydraCallback
-from omegaconf import DictConfig, OmegaConf
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from sweet_lightning import run_snapshot
 from sweet_lightning.run_record import COMPLETED, FAILED, INTERRUPTED, RunRecord
+from sweet_lightning.runlock import RunDirLocked, run_dir_lock
 
 log = logging.getLogger(__name__)
 
@@ -71,77 +73,38 @@ class RunDirConflict(RuntimeError):
     """The run dir holds a completed run of another configuration."""
 
 
-def _refused(err: BaseException) -> bool:
-    from sweet_lightning.runlock import RunDirLocked
-
-    return isinstance(err, (RunDirConflict, RunDirLocked))
-
-
-def derived_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+def derived_keys(cfg: DictConfig) -> list[str]:
     """Dotted keys whose value only passes on other keys (`${lr}`; conf/train.yaml's constructor
     nodes `module`, `data`, `evaluation` are mostly such). A run is compared through the keys they
     read, so runs stored before those nodes existed still match the same command."""
-    keys = []
-    for key in cfg:
-        node = cfg._get_node(key)
-        if OmegaConf.is_interpolation(cfg, key):
-            if not any(resolver in str(node._value()) for resolver in ENVIRONMENT_RESOLVERS):
-                keys.append(f"{prefix}{key}")
-        elif isinstance(node, DictConfig):
-            keys += derived_keys(node, f"{prefix}{key}.")
-    return keys
+    flat = _flat(OmegaConf.to_container(cfg, resolve=False))
+    interpolations = {k: v for k, v in flat.items() if isinstance(v, str) and "${" in v}
+    return [k for k, v in interpolations.items() if not any(r in v for r in ENVIRONMENT_RESOLVERS)]
 
 
-def _identity(config: dict, derived: list[str]) -> dict:
-    config = copy.deepcopy(config)
-    for dotted in (*NOT_IDENTITY, *derived):
-        *groups, key = dotted.split(".")
-        _group(config, groups).pop(key, None)
-    for dotted, value in ADDED_KEYS.items():
-        *groups, key = dotted.split(".")
-        _group(config, groups).setdefault(key, value)
-    return config
+def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
+    """A plain config's values by dotted key; an empty group is a value ({}), not nothing."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
-def _group(config: dict, names: list[str]) -> dict:
-    """The config group at `names` (created empty where missing, e.g. in an older stored config)."""
-    for name in names:
-        config = config.setdefault(name, {})
-        if not isinstance(config, dict):
-            return {}
-    return config
+def _under(key: str, prefix: str) -> bool:
+    return key == prefix or key.startswith(f"{prefix}.")
 
 
-def _has(config: dict, dotted: str) -> bool:
-    for name in dotted.split("."):
-        if not isinstance(config, dict) or name not in config:
-            return False
-        config = config[name]
-    return True
-
-
-def run_dir_keys(config: Any, out: Path, prefix: str = "") -> list[str]:
-    """Dotted keys whose value is a path at or under the run dir `out` (trainer.default_root_dir, a
-    checkpoint's dirpath): where the checkout lives, not what the run computes. A sweep re-launched
-    from another clone or folder still skips the runs committed in it."""
-    if isinstance(config, dict):
-        return [k for key, v in config.items() for k in run_dir_keys(v, out, f"{prefix}{key}.")]
-    # only absolute paths, as Hydra writes the run dir: with run_dir=. a task name would be "under" it
-    if isinstance(config, str) and Path(config).is_absolute():
-        root, path = out.resolve(), Path(config).resolve()
-        if path == root or root in path.parents:
-            return [prefix.rstrip(".")]
-    return []
-
-
-def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two plain configs."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for key in sorted(set(a) | set(b), key=str):
-            out += config_diff(a.get(key), b.get(key), f"{prefix}{key}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
+def _in_run_dir(value: Any, out: Path) -> bool:
+    """Whether `value` is a path at or under the run dir (trainer.default_root_dir, a checkpoint's
+    dirpath): where the checkout lives, not what the run computes, so a sweep re-launched from another
+    clone or folder still skips the runs committed in it. Only absolute paths, as Hydra writes the run
+    dir: with run_dir=. a task name would be "under" it."""
+    if not isinstance(value, str) or not Path(value).is_absolute():
+        return False
+    return Path(value).resolve().is_relative_to(out.resolve())
 
 
 def resolved(cfg: DictConfig) -> dict:
@@ -151,20 +114,31 @@ def resolved(cfg: DictConfig) -> dict:
         return OmegaConf.to_container(cfg, resolve=False)
 
 
-def completed_value(cfg: DictConfig, out: Path) -> float | None:
-    """The `optimized_metric` of the completed run already in `out` (to skip this one), else None.
-
-    Raises RunDirConflict when `out` holds a completed run of another configuration.
-    """
+def _kept_run(cfg: DictConfig, out: Path) -> RunRecord | None:
+    """The completed run in `out`, unless this job was asked to redo it: never overwritten."""
     previous = RunRecord.read(out)
-    if previous is None or not previous.completed or cfg.get("redo"):
+    return previous if previous is not None and previous.completed and not cfg.get("redo") else None
+
+
+def completed_value(cfg: DictConfig, out: Path) -> float | None:
+    """The `optimized_metric` of the completed run already in `out` (to skip this one), else None;
+    RunDirConflict when that run is of another configuration."""
+    previous = _kept_run(cfg, out)
+    if previous is None:
         return None
-    current, stored = resolved(cfg), previous.config or {}
+    current, stored = _flat(resolved(cfg)), _flat(previous.config or {})
     # a key that only passes on others is left out where the stored run predates it, not otherwise:
     # the values it passed on then are part of what that run computed
-    ignored = [k for k in derived_keys(cfg) if not _has(stored, k)] + run_dir_keys(current, out)
-    diff = config_diff(_identity(stored, ignored), _identity(current, ignored))
+    predates = [k for k in derived_keys(cfg) if not any(_under(s, k) for s in stored)]
+    ignored = [*NOT_IDENTITY, *predates, *(k for k, v in current.items() if _in_run_dir(v, out))]
+
+    def identity(flat: dict[str, Any]) -> dict[str, Any]:
+        return {**ADDED_KEYS, **{k: v for k, v in flat.items() if not any(_under(k, i) for i in ignored)}}
+
+    current, stored = identity(current), identity(stored)
+    diff = [k for k in current.keys() | stored.keys() if current.get(k) != stored.get(k)]
     if diff:
+        diff.sort(key=lambda k: k.split("."))  # group by group, as the config reads
         shown = ", ".join(diff[:8]) + (", ..." if len(diff) > 8 else "")
         raise RunDirConflict(
             f"{out} holds a completed run of another configuration (differs in: {shown}); "
@@ -175,28 +149,35 @@ def completed_value(cfg: DictConfig, out: Path) -> float | None:
     return float(value) if value is not None else float("nan")
 
 
-def record_failure(cfg: DictConfig, out: Path, err: BaseException) -> None:
-    """results.json with status "failed" and the error, unless it would overwrite a completed run
-    that this job was not asked to redo (see RunDirConflict)."""
+def _record(cfg: DictConfig, out: Path, status: str, error: str, **fields: Any) -> Path | None:
+    """Write results.json with `status`; where it was written, or None on DDP ranks > 0 (rank 0
+    records, the other ranks die with it) and where `out` holds a run to keep (_kept_run)."""
     from lightning.pytorch.utilities import rank_zero_only
 
-    if rank_zero_only.rank != 0:  # DDP: rank 0 records, the other ranks die with it
-        return
-    if _keeps_completed_run(cfg, out):
-        return
-    record = RunRecord(
-        status=FAILED,
-        error=f"{type(err).__name__}: {err}",
-        traceback="".join(traceback.format_exception(err)),
-        config=resolved(cfg),
-    )
-    log.error("run failed (%s); recorded in %s", record.error, record.save(out))
+    if rank_zero_only.rank != 0 or _kept_run(cfg, out) is not None:
+        return None
+    return RunRecord(status=status, error=error, config=resolved(cfg), **fields).save(out)
 
 
-def _keeps_completed_run(cfg: DictConfig, out: Path) -> bool:
-    """Whether `out` holds a completed run that this job was not asked to redo (never overwritten)."""
-    previous = RunRecord.read(out)
-    return previous is not None and previous.completed and not cfg.get("redo")
+def record_failure(cfg: DictConfig, out: Path, err: BaseException) -> None:
+    """results.json with status "failed", the error and its traceback (see _record)."""
+    error = f"{type(err).__name__}: {err}"
+    path = _record(cfg, out, FAILED, error, traceback="".join(traceback.format_exception(err)))
+    if path is not None:
+        log.error("run failed (%s); recorded in %s", error, path)
+
+
+def record_interrupted(cfg: DictConfig, out: Path) -> None:
+    """results.json with status "interrupted" and the epoch-end checkpoint (callbacks.last_checkpoint)
+    that a `resume=true` run continues from."""
+    dirpath = OmegaConf.select(cfg, "callbacks.last_checkpoint.dirpath", default=None)
+    last = Path(dirpath) / "last.ckpt" if dirpath else None
+    ckpt = str(last) if last is not None and last.exists() else None
+    path = _record(cfg, out, INTERRUPTED, "stopped by SIGTERM", checkpoint=ckpt)
+    if path is not None:
+        record_outcome(out, INTERRUPTED, f"stopped by SIGTERM; last checkpoint: {ckpt}")
+        start = ckpt or "the start (no epoch ended)"
+        log.error("interrupted by SIGTERM: recorded in %s; resume=true continues from %s", path, start)
 
 
 def resume_checkpoint(cfg: DictConfig) -> str | None:
@@ -206,9 +187,6 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
 
 def is_multirun() -> bool:
     try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
         return HydraConfig.get().mode == RunMode.MULTIRUN
     except ValueError:  # outside Hydra
         return False
@@ -222,14 +200,7 @@ def swallow_failures() -> bool:
     as a FAIL trial and the study goes on (`max_failure_rate`). The basic sweeper, in contrast, ends
     the whole multirun with an error when a job raised, after every job has run.
     """
-    from hydra.core.hydra_config import HydraConfig
-
     return is_multirun() and HydraConfig.get().runtime.choices.get("hydra/sweeper") != "optuna"
-
-
-# what Lightning's DDP launcher leaves in os.environ; the next job of an in-process sweep would take
-# LOCAL_RANK for "ranks started externally" and wait for a rank 1 that nobody starts
-_DDP_ENV = ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
 def pin_ddp_relaunch(out: Path) -> None:
@@ -240,11 +211,7 @@ def pin_ddp_relaunch(out: Path) -> None:
     hydra.run.dir this job's folder, and the previous job's DDP state is cleared. (Submitit and Slurm
     jobs are processes of their own; under Slurm every rank is started by srun.)
     """
-    import os
-
     import torch.distributed as dist
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict, read_write
 
     hydra_cfg = HydraConfig.get()
     if not is_multirun() or hydra_cfg.runtime.choices.get("hydra/launcher") != "basic":
@@ -254,24 +221,21 @@ def pin_ddp_relaunch(out: Path) -> None:
         hydra_cfg.run.dir = str(out)
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-    for key in _DDP_ENV:
+    # what Lightning's DDP launcher left in os.environ: the next job of an in-process sweep would take
+    # LOCAL_RANK for "ranks started externally" and wait for a rank 1 that nobody starts
+    for key in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         os.environ.pop(key, None)
 
 
 def guarded_run(cfg: DictConfig, out: Path, train_fn: Callable[[DictConfig], float]) -> float:
     """`train_fn(cfg)` with the bookkeeping of this module: the run-dir lock, skip, failure and
-    interruption records, and the job's outcome for SweepSummary.
-
-    A failing or refused run returns NaN in a multirun (so the other jobs go on; under Optuna it
-    raises: a FAIL trial) and raises in a single run. SIGTERM ends the process (SystemExit).
-    """
-    from sweet_lightning.runlock import run_dir_lock
-
+    interruption records, and the job's outcome for SweepSummary. A failing or refused run returns NaN
+    where swallow_failures() says so, else raises; SIGTERM ends the process (SystemExit)."""
     try:
         with run_dir_lock(out):
             return _run_locked(cfg, out, train_fn)
     except Exception as err:
-        refused = _refused(err)
+        refused = isinstance(err, (RunDirConflict, RunDirLocked))
         reason = f"{type(err).__name__}: {err}".splitlines()[0]
         record_outcome(out, REFUSED if refused else FAILED, reason)
         if not swallow_failures():
@@ -310,34 +274,6 @@ def _run_locked(cfg: DictConfig, out: Path, train_fn: Callable[[DictConfig], flo
     return value
 
 
-def last_checkpoint(cfg: DictConfig) -> Path | None:
-    """The epoch-end checkpoint that `resume=true` continues from (callbacks.last_checkpoint)."""
-    dirpath = OmegaConf.select(cfg, "callbacks.last_checkpoint.dirpath", default=None)
-    path = Path(dirpath) / "last.ckpt" if dirpath else None
-    return path if path is not None and path.exists() else None
-
-
-def record_interrupted(cfg: DictConfig, out: Path) -> None:
-    """results.json with status "interrupted" and the checkpoint a `resume=true` run continues from."""
-    from lightning.pytorch.utilities import rank_zero_only
-
-    if rank_zero_only.rank != 0:
-        return
-    if _keeps_completed_run(cfg, out):
-        return
-    ckpt = last_checkpoint(cfg)
-    record = RunRecord(
-        status=INTERRUPTED,
-        error="stopped by SIGTERM",
-        checkpoint=str(ckpt) if ckpt else None,
-        config=resolved(cfg),
-    )
-    path = record.save(out)
-    record_outcome(out, INTERRUPTED, f"stopped by SIGTERM; last checkpoint: {record.checkpoint}")
-    start = "the start (no epoch ended)" if ckpt is None else ckpt
-    log.error("interrupted by SIGTERM: recorded in %s; resume=true continues from %s", path, start)
-
-
 def record_outcome(out: Path, outcome: str, reason: str = "") -> None:
     """In a multirun launched with SweepSummary: note what this job did in this launch."""
     from lightning.pytorch.utilities import rank_zero_only
@@ -345,24 +281,12 @@ def record_outcome(out: Path, outcome: str, reason: str = "") -> None:
     launch = os.environ.get(LAUNCH_ENV)
     if not launch or not is_multirun() or rank_zero_only.rank != 0:
         return
-    from hydra.core.hydra_config import HydraConfig
-
     sweep = Path(HydraConfig.get().sweep.dir)
     job = os.path.relpath(out, sweep)
     folder = sweep / ".outcomes" / launch
     folder.mkdir(parents=True, exist_ok=True)
     record = {"job": job, "outcome": outcome, "reason": reason}
-    (folder / (job.replace(os.sep, "__") + ".json")).write_text(json.dumps(record))
-
-
-def launch_outcomes(sweep: Path, launch: str) -> list[dict]:
-    records = []
-    for path in sorted((sweep / ".outcomes" / launch).glob("*.json")):
-        try:
-            records.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            records.append({"job": path.stem, "outcome": "unreadable", "reason": str(path)})
-    return records
+    (folder / f"{job.replace(os.sep, '__')}.json").write_text(json.dumps(record))
 
 
 class SweepSummary(HydraCallback):
@@ -379,7 +303,12 @@ class SweepSummary(HydraCallback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         launch = os.environ.pop(LAUNCH_ENV, None)
         sweep = Path(config.hydra.sweep.dir)
-        records = launch_outcomes(sweep, launch) if launch else []
+        records = []
+        for path in sorted((sweep / ".outcomes" / launch).glob("*.json")) if launch else []:
+            try:
+                records.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                records.append({"job": path.stem, "outcome": "unreadable", "reason": str(path)})
         counts = {o: sum(r["outcome"] == o for r in records) for o in (*OUTCOMES, "unreadable")}
         shown = ", ".join(f"{n} {o}" for o, n in counts.items() if n) or "no job reported an outcome"
         log.info("sweep %s, this launch: %s", sweep, shown)
