@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from sweet_lightning import cli
-from sweet_lightning.run_record import RESULTS_FILE, RunRecord, logits_file
+from sweet_lightning.run_record import RESULTS_FILE, RunRecord, flatten, logits_file
 
 VARYING = ("train_time_s", "schema_version")
 
@@ -36,15 +36,6 @@ def normalised(value, run_dir: str):
     if isinstance(value, str):
         return value.replace(run_dir, "<run_dir>")
     return value
-
-
-def _paths(tree, prefix: str = "") -> dict[str, object]:
-    if isinstance(tree, dict):
-        out = {}
-        for key, value in tree.items():
-            out.update(_paths(value, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): tree}
 
 
 def differences(a: Path, b: Path) -> list[str]:
@@ -70,7 +61,7 @@ def differences(a: Path, b: Path) -> list[str]:
                 elif x[key].tobytes() != y[key].tobytes():
                     diff = np.abs(x[key].astype(np.float64) - y[key].astype(np.float64)).max()
                     found.append(f"{name}: {key} differs (max abs difference {diff:.3g})")
-    results = [_paths(normalised(RunRecord.load(run).to_dict(), str(run))) for run in (a, b)]
+    results = [flatten(normalised(RunRecord.load(run).to_dict(), str(run))) for run in (a, b)]
     for key in sorted(set(results[0]) | set(results[1])):
         if key.startswith("config.") and not (key in results[0] and key in results[1]):
             continue  # a config key the older code did not write: what it passes on is compared

@@ -171,6 +171,18 @@ def _kind_as_cost_model(data: dict) -> dict:
     return {("cost_model" if k == "kind" else k): v for k, v in data.items()}
 
 
+def flatten(tree: dict, prefix: str = "", *, empty_groups: bool = False) -> dict[str, Any]:
+    """A record's or config's values by dotted key. An empty group leaves no key, unless
+    `empty_groups`: the skip check must tell a group set to {} from a group that is missing."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and (value or not empty_groups):
+            flat.update(flatten(value, f"{prefix}{key}.", empty_groups=empty_groups))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def save_logits(run_dir: Path, split: str, arrays: dict[str, np.ndarray]) -> str:
     name = logits_file(split)
     np.savez_compressed(Path(run_dir) / name, **arrays)

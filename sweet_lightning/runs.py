@@ -35,7 +35,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from sweet_lightning import run_snapshot
-from sweet_lightning.run_record import COMPLETED, FAILED, INTERRUPTED, RunRecord
+from sweet_lightning.run_record import COMPLETED, FAILED, INTERRUPTED, RunRecord, flatten
 from sweet_lightning.runlock import RunDirLocked, run_dir_lock
 
 log = logging.getLogger(__name__)
@@ -77,20 +77,9 @@ def derived_keys(cfg: DictConfig) -> list[str]:
     """Dotted keys whose value only passes on other keys (`${lr}`; conf/train.yaml's constructor
     nodes `module`, `data`, `evaluation` are mostly such). A run is compared through the keys they
     read, so runs stored before those nodes existed still match the same command."""
-    flat = _flat(OmegaConf.to_container(cfg, resolve=False))
+    flat = flatten(OmegaConf.to_container(cfg, resolve=False), empty_groups=True)
     interpolations = {k: v for k, v in flat.items() if isinstance(v, str) and "${" in v}
     return [k for k, v in interpolations.items() if not any(r in v for r in ENVIRONMENT_RESOLVERS)]
-
-
-def _flat(config: dict, prefix: str = "") -> dict[str, Any]:
-    """A plain config's values by dotted key; an empty group is a value ({}), not nothing."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _under(key: str, prefix: str) -> bool:
@@ -126,7 +115,8 @@ def completed_value(cfg: DictConfig, out: Path) -> float | None:
     previous = _kept_run(cfg, out)
     if previous is None:
         return None
-    current, stored = _flat(resolved(cfg)), _flat(previous.config or {})
+    current = flatten(resolved(cfg), empty_groups=True)
+    stored = flatten(previous.config or {}, empty_groups=True)
     # a key that only passes on others is left out where the stored run predates it, not otherwise:
     # the values it passed on then are part of what that run computed
     predates = [k for k in derived_keys(cfg) if not any(_under(s, k) for s in stored)]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from sweet_lightning.run_record import SCHEMA_VERSION, RecordError, RunRecord
+from sweet_lightning.run_record import SCHEMA_VERSION, RecordError, RunRecord, flatten
 
 OLD_RUN = Path(__file__).parent / "fixtures" / "old_run"
 
@@ -137,3 +137,11 @@ def test_a_run_is_evaluated_once_per_validation_and_stores_each_score_once(glue_
         last = [row for row in csv.DictReader(file) if row.get("val/auc")][-1]
     for name in ("val/score", "val/auc", "val/calibration/auc", "val/dev/exit1/accuracy", "val/exit4/score"):
         assert np.isclose(float(last[name]), data["metrics"].get(name, exits[0]["score"]), rtol=1e-6), name
+
+
+def test_flatten_drops_an_empty_group_unless_asked():
+    # the report and reproduce compare values (an empty group holds none); the skip check must tell a
+    # group set to {} from a missing one, so it keeps the empty group as a value
+    tree = {"a": {"b": 1, "c": {}}, "d": [1, {"e": 2}]}
+    assert flatten(tree) == {"a.b": 1, "d": [1, {"e": 2}]}
+    assert flatten(tree, empty_groups=True) == {"a.b": 1, "a.c": {}, "d": [1, {"e": 2}]}

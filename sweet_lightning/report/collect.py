@@ -23,6 +23,7 @@ from sweet_lightning.run_record import (
     RESULTS_FILE,
     RecordError,
     RunRecord,
+    flatten,
     load_logits,
     logits_file,
 )
@@ -88,16 +89,6 @@ def dig(tree: object, dotted: str) -> object:
     return tree
 
 
-def flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _identity(record: RunRecord | None, config: dict) -> dict:
     fallback = {name: dig(config, f"{name}.name") for name in ("method", "model", "task")}
     fallback.update(lr=config.get("lr"), seed=config.get("seed"))
@@ -130,7 +121,9 @@ def _hydra_config(path: Path) -> dict:
     return config if isinstance(config, dict) else {}
 
 
-def load_run(path: Path) -> Run:
+def load_run(path: Path, split: str | None = None) -> Run:
+    """One run dir as the report reads it: its evaluation of `split` (default: the run's primary split,
+    dev or MNLI's dev_matched), recomputed from logits_<split>.npz when results.json lacks it."""
     try:
         record = RunRecord.load(path)
     except FileNotFoundError:
@@ -149,14 +142,14 @@ def load_run(path: Path) -> Run:
     if absent:
         return Run(path, "incomplete", **ident, note=f"{RESULTS_FILE} lacks {', '.join(absent)}")
     try:
-        return _completed_run(path, record, config, ident)
+        return _completed_run(path, record, config, ident, split)
     except (KeyError, TypeError, ValueError, OSError) as err:
         return Run(path, "incomplete", **ident, note=f"unusable {RESULTS_FILE}: {type(err).__name__}: {err}")
 
 
-def _completed_run(path: Path, record: RunRecord, config: dict, ident: dict) -> Run:
+def _completed_run(path: Path, record: RunRecord, config: dict, ident: dict, split: str | None) -> Run:
     evaluations = record.evaluation or {}
-    split = record.primary_split or next(iter(evaluations), "dev")
+    split = split or record.primary_split or next(iter(evaluations), "dev")
     evaluation, note = evaluations.get(split), ""
     if evaluation is None:
         evaluation, note = _recompute(path, record, split)
