@@ -21,7 +21,7 @@ from sweet_lightning.evaluation import individual_exit_scores
 from sweet_lightning.report import find_run_dirs, load_run, mixed_config_problems, summarize, t_critical
 from sweet_lightning.report.__main__ import main
 from sweet_lightning.report.aggregate import chosen_lrs, lr_search
-from tests.fixtures.synthetic_sweep import CALIBRATION_GAP, make_sweep
+from tests.fixtures.synthetic_sweep import CALIBRATION_GAP, EXIT_LAYERS, make_sweep
 
 T1 = 12.706  # t(0.975, df=1), the quantile for n = 2 seeds
 ABS = 1e-3  # T1 is rounded to 3 decimals
@@ -437,3 +437,41 @@ def test_every_method_of_a_figure_has_its_own_colour():
 def test_title_heads_report_md(sweep: Path, tmp_path: Path):
     rc, out = run_report(tmp_path, str(sweep), "--title", "Early-exit training strategies")
     assert rc == 0 and (out / "report.md").read_text().splitlines()[0] == "# Early-exit training strategies"
+
+
+def test_split_option_reports_that_split_of_every_run(sweep: Path, tmp_path: Path, capsys):
+    # every completed run but one gets a second dev split (logits only: the report recomputes it);
+    # Table 1 must hold those logits' own exit scores at the lr the calibration hold-out chose
+    rng = np.random.default_rng(1)
+    completed = [r for r in load_all(sweep) if r.status == "completed"]
+    without, scores = completed[0], {}
+    for run in completed[1:]:
+        logits, labels = rng.normal(size=(4, 30, 2)), rng.integers(0, 2, size=30)
+        np.savez(run.path / "logits_dev_mismatched.npz", logits=logits, labels=labels)
+        scores[(run.method, run.task, run.lr, run.seed)] = individual_exit_scores(logits, labels)
+    code, out = run_report(tmp_path, str(sweep), "--split", "dev_mismatched")
+    assert code == 0
+    assert (
+        "Split (`--split`): every table and figure reads `dev_mismatched`" in (out / "report.md").read_text()
+    )
+    runs = pd.read_csv(out / "runs.csv").set_index("path")
+    assert runs.loc[str(without.path), "status"] == "incomplete"
+    assert "logits_dev_mismatched.npz" in runs.loc[str(without.path), "note"]
+    table = pd.read_csv(out / "table1_exits.csv")
+    table = table[table.task != "average"]
+    assert len(table) > 0
+    for row in table.itertuples():
+        seeds = [v for (m, t, lr, _), v in scores.items() if (m, t, lr) == (row.method, row.task, row.lr)]
+        exit_index = EXIT_LAYERS.index(row.layer)
+        assert row.n == len(seeds)
+        assert row.mean == pytest.approx(100 * np.mean([s[exit_index] for s in seeds]))
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [("calibration", "is not reported"), ("test_matched", "no run evaluated it")],
+)
+def test_split_option_refuses_a_split_it_cannot_report(sweep: Path, tmp_path: Path, capsys, split, message):
+    code, out = run_report(tmp_path, str(sweep), "--split", split)
+    assert code == 2 and message in capsys.readouterr().err
+    assert not out.exists()  # nothing half-written

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from sweet_lightning import cli
-from sweet_lightning.run_record import find_run_dirs
+from sweet_lightning.run_record import CALIBRATION_SPLIT, find_run_dirs
 
 from .aggregate import SELECT_ON, unselectable
 from .collect import load_run, mixed_config_problems, split_methods
@@ -37,6 +37,14 @@ def build_parser() -> cli.Parser:
         "cascade); the others are left out of every table, figure and runs.csv, and report.md says how "
         "many. A run whose method cannot be read (no readable results.json or .hydra/config.yaml) is "
         "kept (default: every method found)",
+    )
+    p.add_argument(
+        "--split",
+        default=None,
+        metavar="NAME",
+        help="report this evaluation split of every run, e.g. dev_mismatched on MNLI; a run that did not "
+        "evaluate it is recomputed from its logits_<split>.npz, or listed as incomplete (default: each "
+        "run's primary split, dev or MNLI's dev_matched)",
     )
     p.add_argument(
         "--allow-mixed",
@@ -88,8 +96,17 @@ def report(args: argparse.Namespace) -> int:
     if not run_dirs:
         say(f"no run directory (results.json or .hydra/) under {', '.join(map(str, args.sweeps))}")
         return 2
+    if args.split == CALIBRATION_SPLIT:
+        say(
+            f"--split {args.split}: the hold-out that chooses each run's epoch and lr is not reported; name a dev split"
+        )
+        return 2
     bar = tqdm(run_dirs, desc="runs", unit="run", disable=cli.progress_disabled(args))
-    runs = [load_run(path) for path in bar]
+    runs = [load_run(path, args.split) for path in bar]
+    if args.split and not any(run.status == "completed" for run in runs):
+        first = runs[0]
+        say(f"--split {args.split}: no run evaluated it or kept its logits, e.g. {first.path}: {first.note}")
+        return 2
     methods = list(dict.fromkeys(args.methods)) if args.methods else None  # order kept, repeats dropped
     found = sorted({run.method for run in runs if run.method is not None})
     unmatched = [name for name in methods or () if name not in found]
@@ -129,6 +146,7 @@ def report(args: argparse.Namespace) -> int:
         select_on=args.select_lr_on,
         methods=kept_line,
         title=args.title,
+        split=args.split,
     )
     say(f"wrote {len(written)} files to {args.out}/ (see {written[0]})")
     if args.wandb:

@@ -46,11 +46,13 @@ def write_report(
     select_on: str = "calibration",
     methods: str = "",
     title: str = DEFAULT_TITLE,
+    split: str | None = None,
 ) -> list[Path]:
     """Write report.md, the CSV tables and curves_<model>.png and exits_<model>.png per model; return the paths.
     `mixed`: the problems overridden with --allow-mixed; `select_on`: the split whose AUC chooses each
     group's lr (aggregate.lr_search); `methods`: the `methods_line` of a `--methods` filter (runs holds
-    the kept runs only), empty without one; `title`: report.md's heading."""
+    the kept runs only), empty without one; `title`: report.md's heading; `split`: the `--split` the
+    runs were loaded with (None: each run's primary split)."""
     out.mkdir(parents=True, exist_ok=True)
     search = lr_search(runs, select_on)
     chosen = chosen_lrs(search)
@@ -74,6 +76,8 @@ def write_report(
     head = [f"# {title}", "", summary_line(runs), "", "Sweeps: " + ", ".join(f"`{p}`" for p in sources), ""]
     if methods:  # a filtered report says so, or a reader would take it for the whole sweep
         head += [f"Methods (`--methods`): {methods}.", ""]
+    if split:
+        head += [f"Split (`--split`): every table and figure reads `{split}`.", ""]
     if mixed:
         head += ["> **Warning: mixed configurations averaged (`--allow-mixed`).**", ""]
         head += [f"> - {problem}" for problem in mixed] + [""]
