@@ -222,6 +222,8 @@ class GlueDataModule(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()  # self.hparams holds every argument
         self.task = get_task(task)
+        if train_size <= 0:  # sample_indices refuses it too, but only after minutes of tokenising
+            raise ValueError(f"train_size must be > 0 (got {train_size}), e.g. train_size=6000")
         xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else Path(xdg) / "sweet_lightning"
         self.eval_split_names: list[str] = list(self.task.eval_splits)

@@ -90,7 +90,9 @@ def restore(out: Path) -> bool:
     if manifest["config_subdir"] is not None:
         shutil.rmtree(out / manifest["config_subdir"], ignore_errors=True)
         if (entry / "config").is_dir():  # else the run dir had no such folder: this launch made it
-            shutil.copytree(entry / "config", out / manifest["config_subdir"])  # times too, as saved
+            shutil.copytree(
+                entry / "config", out / manifest["config_subdir"], dirs_exist_ok=True
+            )  # times too, as saved
     return True
 
 

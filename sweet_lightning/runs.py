@@ -126,6 +126,7 @@ def completed_value(cfg: DictConfig, out: Path) -> float | None:
         return {**ADDED_KEYS, **{k: v for k, v in flat.items() if not any(_under(k, i) for i in ignored)}}
 
     current, stored = identity(current), identity(stored)
+    # a key on one side only compares as None: a key added since with a null default is the same run
     diff = [k for k in current.keys() | stored.keys() if current.get(k) != stored.get(k)]
     if diff:
         diff.sort(key=lambda k: k.split("."))  # group by group, as the config reads

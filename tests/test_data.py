@@ -211,6 +211,12 @@ def test_sample_indices_rejects_bad_sizes() -> None:
         sample_indices(100, 10, seed=0, calibration_size=100)
 
 
+def test_datamodule_refuses_an_empty_train_sample_before_reading_anything(tmp_path) -> None:
+    # refused at construction: the glue_dir does not even exist, so nothing was read or tokenised
+    with pytest.raises(ValueError, match=r"train_size must be > 0 \(got 0\)"):
+        GlueDataModule("rte", "unused-tokenizer", glue_dir=str(tmp_path / "absent"), train_size=0)
+
+
 # -- GlueDataModule -------------------------------------------------------------------------------
 
 

@@ -271,3 +271,17 @@ def test_cascade_member_by_member_in_a_trainer_accumulates_like_lightning(tmp_pa
         assert trainer.global_step == 3
     for name, w in weights["joint"].items():
         assert torch.equal(w, weights["by_member"][name]), name
+
+
+def test_an_endless_run_is_refused_before_the_schedule(monkeypatch):
+    # max_epochs=-1 without max_steps: Lightning estimates infinitely many steps, and the linear decay
+    # would fail on int(inf) with no word about the config
+    import lightning as L
+
+    monkeypatch.setattr(L.Trainer, "estimated_stepping_batches", property(lambda self: float("inf")))
+    module = EarlyExitModule(**tiny_module_args())
+    module.trainer = L.Trainer(
+        max_epochs=-1, logger=False, enable_checkpointing=False, enable_progress_bar=False
+    )
+    with pytest.raises(ValueError, match="set trainer.max_epochs or trainer.max_steps"):
+        module.configure_optimizers()

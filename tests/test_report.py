@@ -475,3 +475,9 @@ def test_split_option_refuses_a_split_it_cannot_report(sweep: Path, tmp_path: Pa
     code, out = run_report(tmp_path, str(sweep), "--split", split)
     assert code == 2 and message in capsys.readouterr().err
     assert not out.exists()  # nothing half-written
+
+
+def test_lr_selection_refuses_a_split_it_does_not_know(sweep: Path):
+    # a Python caller's typo must not quietly select on the reported split
+    with pytest.raises(ValueError, match="select the lr on one of calibration, dev, not 'calib'"):
+        lr_search(load_all(sweep), "calib")

@@ -257,7 +257,8 @@ class _Rows:
         self.scores: list[np.ndarray] = []
 
     def record(self, i: int, predictions, confidence, leave: np.ndarray | None = None) -> None:
-        """The rows `leave` (a mask over the rows left; None: all of them) answer at exit i."""
+        """The rows `leave` (a mask over the rows left; None: all of them) answer at exit i and leave
+        the batch."""
         rows = self.left if leave is None else self.left[leave]
         self.out.exit_index[rows] = i
         self.out.predictions[rows] = predictions

@@ -10,6 +10,7 @@ inference cost is counted (`cost_model`: "early_exit" reuses layers, "cascade" r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -284,7 +285,12 @@ class AdaptiveModule(L.LightningModule):
     # ---- optimisation (paper App. A: AdamW, betas 0.9/0.999, linear decay) -------------
     def configure_optimizers(self):
         optimizer = self.make_optimizer()
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self.trainer else 1
+        total = self.trainer.estimated_stepping_batches if self.trainer else 1
+        if not math.isfinite(total):  # trainer.max_epochs=-1 with no max_steps: no end to decay to
+            raise ValueError(
+                "the linear lr decay needs a finite run: set trainer.max_epochs or trainer.max_steps."
+            )
+        total = max(1, int(total))
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": self.make_schedule(optimizer, total), "interval": "step"},

@@ -86,6 +86,8 @@ SELECTION_TEXT = {
 
 
 def selection_auc(run: Run, on: str) -> float | None:
+    if on not in SELECT_ON:  # the CLI's choices check this; a Python caller would else select on dev
+        raise ValueError(f"select the lr on one of {', '.join(SELECT_ON)}, not {on!r}")
     return run.calibration_auc if on == "calibration" else run.auc
 
 
