@@ -1,7 +1,8 @@
 """The committed reports are regenerated from their committed runs and must come out identical: a
 table can never drift from its data.
 - docs/reproduction/: the paper's three methods over results/cpu_repro/ (issue 12), and
-  docs/reproduction/mnli_mismatched/: MNLI's runs read on dev_mismatched (`--split`);
+  docs/reproduction/mnli_mismatched/: MNLI's runs read on dev_mismatched (`--split`), and
+  docs/reproduction/lr_probe/: SST-2 and CoLA with the 1e-4 probe;
 - docs/strategies/: every training strategy on the tasks of docs/strategies.md (issue 16); its runs
   share the sweep folder, hence the reproduction's --methods filter."""
 
@@ -33,6 +34,7 @@ REPORTS = {
     "reproduction/mnli_mismatched": doc_report_command(
         "docs/reproduction.md", "docs/reproduction/mnli_mismatched/"
     ),
+    "reproduction/lr_probe": doc_report_command("docs/reproduction.md", "docs/reproduction/lr_probe/"),
     "strategies": (
         ["results/cpu_repro/sst2", "results/cpu_repro/mrpc"],
         ["--title", "Early-exit training strategies"],
