@@ -89,7 +89,7 @@ def fit_seconds(run_dir: Path) -> float | None:
     from sweet_lightning.run_record import RunRecord
 
     try:
-        record = RunRecord.read(run_dir)
+        record = RunRecord.read_completed(run_dir)
     except ValueError:  # a results.json this checkout cannot read (--old-code)
         return None
     return record.train_time_s if record is not None else None

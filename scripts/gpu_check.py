@@ -71,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def train(method: str, args: argparse.Namespace) -> tuple[Path, float]:
     run_dir = (args.out / method).resolve()
-    if (record := RunRecord.read(run_dir)) is not None and record.completed:
+    if RunRecord.read_completed(run_dir) is not None:
         print(f"{method}: reusing the completed run in {run_dir}", flush=True)
         return run_dir, float("nan")  # its own train_time_s stays in the summary
     experiment = any(o.startswith("experiment=") for o in args.overrides)

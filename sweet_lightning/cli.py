@@ -180,10 +180,19 @@ def configure_host(args: argparse.Namespace) -> None:
     host.configure(args.threads or None, args.keep_memory)
 
 
+def first_line(err: BaseException | str, typed: bool = False) -> str:
+    """The first line of an error's message, the form every one-line message quotes: the type's name
+    when there is no message, `Type: line` with `typed`."""
+    lines = str(err).strip().splitlines()
+    if not lines:
+        return type(err).__name__
+    line = lines[0].strip()
+    return f"{type(err).__name__}: {line}" if typed else line
+
+
 def fail(err: BaseException | str) -> int:
     """Print `err` as one line `error: ...` on stderr; the exit status of bad input."""
-    text = str(err).strip()
-    print(f"error: {text.splitlines()[0] if text else type(err).__name__}", file=sys.stderr)
+    print(f"error: {first_line(err)}", file=sys.stderr)
     return 2
 
 

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, SequentialSampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from sweet_lightning.batching import MEGA_BATCHES, LengthGroupedBatchSampler, LengthOrdered, token_lengths
+from sweet_lightning.cli import first_line
 from sweet_lightning.modeling import load_tokenizer
 from sweet_lightning.run_record import CALIBRATION_SPLIT
 from sweet_lightning.tasks import TaskSpec, get_task
@@ -249,10 +250,9 @@ class GlueDataModule(L.LightningDataModule):
         try:
             hub = datasets.load_dataset("nyu-mll/glue", spec.hub_config)
         except Exception as err:
-            reason = (str(err).strip().splitlines() or [""])[0][:200]
             raise RuntimeError(
                 f"no GLUE_DIR given and the hub copy of nyu-mll/glue ({spec.hub_config}) could not be loaded "
-                f"({type(err).__name__}: {reason}); {_SET_GLUE_DIR}"
+                f"({first_line(err, typed=True)[:200]}); {_SET_GLUE_DIR}"
             ) from err
         names = {"train": "train", **{s: spec.hub_eval_splits[s] for s in spec.eval_splits}}
         return {

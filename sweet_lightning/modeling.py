@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sweet_lightning.cli import first_line
 from sweet_lightning.evaluation import checks as evaluation_checks
 
 # ---- 1. loading the pretrained encoder -------------------------------------------------------
@@ -73,8 +74,9 @@ def load_encoder(
             AutoModel.from_config(config) if random_init else AutoModel.from_pretrained(path, config=config)
         )
     except OSError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RuntimeError(f"Cannot load {pretrained!r} ({first}); offline? {OFFLINE_HINT}.") from err
+        raise RuntimeError(
+            f"Cannot load {pretrained!r} ({first_line(err)}); offline? {OFFLINE_HINT}."
+        ) from err
     # from_pretrained returns eval mode; training must see dropout (Lightning does not flip it back)
     model.train()
     return SegmentedEncoder(model)

@@ -141,12 +141,14 @@ class RunRecord:
         return record
 
     @classmethod
-    def read(cls, run_dir: Path) -> RunRecord | None:
-        """The record of a run dir, or None when it has none or an unreadable one."""
+    def read_completed(cls, run_dir: Path) -> RunRecord | None:
+        """The record of a completed run in `run_dir`; None when it has none, an unreadable one, or the
+        run did not complete (what a re-launch keeps and snapshots)."""
         try:
-            return cls.load(run_dir)
+            record = cls.load(run_dir)
         except (FileNotFoundError, RecordError):
             return None
+        return record if record.completed else None
 
     @property
     def completed(self) -> bool:

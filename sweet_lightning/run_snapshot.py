@@ -43,11 +43,6 @@ SNAPSHOTS = ".snapshots"  # in the sweep dir
 MANIFEST = "manifest.json"
 
 
-def _completed(run_dir: Path) -> bool:
-    record = RunRecord.read(run_dir)
-    return record is not None and record.completed
-
-
 def _entry(folder: Path, run_dir: Path) -> Path:
     # by the resolved path: the launcher and its jobs may name the run dir from different cwds
     return folder / hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:24]
@@ -128,11 +123,13 @@ class KeepSkippedRunsIntact(HydraCallback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         run_dir = Path(config.hydra.run.dir)
-        self._start([run_dir] if _completed(run_dir) else [], None, config)
+        self._start([run_dir] if RunRecord.read_completed(run_dir) else [], None, config)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep = Path(config.hydra.sweep.dir)
-        self._start([d for d in find_run_dirs([sweep]) if _completed(d)], sweep / SNAPSHOTS, config)
+        self._start(
+            [d for d in find_run_dirs([sweep]) if RunRecord.read_completed(d)], sweep / SNAPSHOTS, config
+        )
 
     def _start(self, run_dirs: list[Path], parent: Path | None, config: DictConfig) -> None:
         self.folder = None

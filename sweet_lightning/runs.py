@@ -35,6 +35,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from sweet_lightning import run_snapshot
+from sweet_lightning.cli import first_line
 from sweet_lightning.run_record import COMPLETED, FAILED, INTERRUPTED, RunRecord, flatten
 from sweet_lightning.runlock import RunDirLocked, run_dir_lock
 
@@ -105,8 +106,7 @@ def resolved(cfg: DictConfig) -> dict:
 
 def _kept_run(cfg: DictConfig, out: Path) -> RunRecord | None:
     """The completed run in `out`, unless this job was asked to redo it: never overwritten."""
-    previous = RunRecord.read(out)
-    return previous if previous is not None and previous.completed and not cfg.get("redo") else None
+    return None if cfg.get("redo") else RunRecord.read_completed(out)
 
 
 def completed_value(cfg: DictConfig, out: Path) -> float | None:
@@ -227,7 +227,7 @@ def guarded_run(cfg: DictConfig, out: Path, train_fn: Callable[[DictConfig], flo
             return _run_locked(cfg, out, train_fn)
     except Exception as err:
         refused = isinstance(err, (RunDirConflict, RunDirLocked))
-        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        reason = first_line(err, typed=True)
         record_outcome(out, REFUSED if refused else FAILED, reason)
         if not swallow_failures():
             raise

@@ -141,6 +141,16 @@ def test_a_bad_value_is_one_line_naming_the_option(capsys):
     assert capsys.readouterr().err == "error: argument --batch-size: 0 must be >= 1\n"
 
 
+def test_first_line_is_the_one_form_every_message_quotes():
+    from sweet_lightning.cli import first_line
+
+    assert first_line(OSError("no such file\n  Traceback detail")) == "no such file"
+    assert first_line(RuntimeError("\n  padded  \nsecond")) == "padded"
+    assert first_line(RuntimeError()) == "RuntimeError"  # no message: the type says what happened
+    assert first_line(KeyError("x"), typed=True) == "KeyError: 'x'"
+    assert first_line("a plain message\nmore") == "a plain message"
+
+
 @pytest.mark.parametrize(
     ("module", "old", "new"),
     [

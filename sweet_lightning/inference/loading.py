@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sweet_lightning.cli import first_line
 from sweet_lightning.methods import METHODS
 from sweet_lightning.methods.base import AdaptiveModule
 from sweet_lightning.run_record import CALIBRATION_SPLIT, RecordError, RunRecord, load_logits, logits_file
@@ -188,6 +189,7 @@ def load_module(source: RunSource, device: str | torch.device = "cpu") -> Adapti
     try:
         module = cls.load_from_checkpoint(source.checkpoint, map_location=device, weights_only=False)
     except RuntimeError as err:  # e.g. state dict of another method or architecture
-        first = str(err).strip().splitlines()[0]
-        raise SourceError(f"cannot load {str(source.checkpoint)!r} as {source.method}: {first}") from err
+        raise SourceError(
+            f"cannot load {str(source.checkpoint)!r} as {source.method}: {first_line(err)}"
+        ) from err
     return module.eval()
