@@ -45,9 +45,8 @@ def compose(overrides: list[str]) -> DictConfig:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from sweet_lightning.resolvers import register_resolvers
+    import sweet_lightning  # noqa: F401  (importing the package registers its config resolvers)
 
-    register_resolvers()
     default_glue_dir()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):

@@ -6,8 +6,9 @@ batch's time is its best over rounds, so machine noise hits all of them alike.
     python benchmarks/inference.py <run_dir or .ckpt> --batch-sizes 1 16 64
     python benchmarks/inference.py --random minilm_l6 --batch-sizes 1 16 --num-examples 48
 
---random NAME builds untrained modules (pretrained backbone from conf/model/NAME.yaml, random
-exit heads) for Early-Exit (= SWEET at inference) and the cascade, so it runs anywhere.
+--random NAME builds untrained modules (the backbone of conf/model/NAME.yaml, pretrained unless
+it says random_init; random exit heads) for Early-Exit (= SWEET at inference) and the cascade,
+so it runs anywhere.
 The older spelling `batch_sizes=[1,16] threads=1` still works (deprecated; docs/cli.md).
 
 Texts: the task's dev split from $GLUE_DIR (or a shared/glue above the checkout) if present, else synthetic.
@@ -37,6 +38,7 @@ sys.path.insert(0, str(REPO))
 from sweet_lightning import cli  # noqa: E402
 from sweet_lightning.evaluation import PerExitPolicy, simulate_exits, softmax, speedup  # noqa: E402
 from sweet_lightning.inference import AdaptiveClassifier, length_sorted_batches  # noqa: E402
+from sweet_lightning.inference.classifier import THRESHOLD_GRID  # noqa: E402
 from sweet_lightning.inference.inputs import read_texts  # noqa: E402
 from sweet_lightning.methods import METHODS  # noqa: E402
 from sweet_lightning.modeling import load_tokenizer  # noqa: E402
@@ -171,7 +173,7 @@ def candidate_thresholds(clf: AdaptiveClassifier, logits: np.ndarray, scores) ->
     """The policy's own grid plus points between the observed values of its statistic on these
     inputs (untrained heads have confidences packed near 1/C, which a uniform grid steps over)."""
     num_exits, _, num_classes = logits.shape
-    grid = clf.policy.default_thresholds(num_exits, num_classes, 201)
+    grid = clf.policy.default_thresholds(num_exits, num_classes, THRESHOLD_GRID)
     stat = exit_statistic(clf, logits, scores)
     if stat is None:
         return grid
@@ -342,7 +344,8 @@ def run(args) -> None:
     cli.configure_host(args)
     if args.random:
         classifiers = random_classifiers(args.random, args.task, args.methods, args.policy)
-        label = f"--random {args.random} (pretrained backbone, untrained exit heads)"
+        backbone = "random" if next(iter(classifiers.values())).module.hparams.random_init else "pretrained"
+        label = f"--random {args.random} ({backbone} backbone, untrained exit heads)"
     else:
         clf = AdaptiveClassifier.from_checkpoint(args.source, policy=args.policy or None)
         classifiers = {clf.module.method: clf}

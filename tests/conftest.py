@@ -46,9 +46,8 @@ def compose(overrides=(), output_dir: Path | None = None, config: str = "train")
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from sweet_lightning.resolvers import register_resolvers
+    import sweet_lightning  # noqa: F401  (importing the package registers its config resolvers)
 
-    register_resolvers()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = hydra_compose(config, overrides=list(overrides), return_hydra_config=True)
     if output_dir is not None:
