@@ -319,7 +319,7 @@ def test_predict_rejects_bad_arguments(modules, tokenizer):
         clf.predict([("a", "b")], threshold=1.5)
     with pytest.raises(ValueError, match="needs cached calibration logits"):
         clf.predict([("a", "b")], target_speedup=0.5)
-    with pytest.raises(ValueError, match="learned_exit"):
+    with pytest.raises(ValueError, match="train with exit_policy=learned"):
         AdaptiveClassifier(METHODS["sweet"](**{**TINY, "learned_exit": False}), tokenizer, policy="learned")
 
 

@@ -63,7 +63,7 @@ class AdaptiveEngine:
         heads = [m.heads[0] for m in nets] if self.cascade else list(net.heads)
         if self.policy.name == "learned" and any(h.exit_scorer is None for h in heads):
             raise ValueError(
-                "policy=learned needs exit-score heads: train with learned_exit=true or use policy=confidence"
+                "policy=learned needs exit-score heads: train with exit_policy=learned or use policy=confidence"
             )
         self.device = next(net.parameters()).device
         self.bf16 = bf16
