@@ -36,6 +36,7 @@ def test_an_old_run_dir_loads_in_every_reader(old_run):
     assert "schema_version" not in raw and "exits" in raw["splits"]["dev"]  # really the old format
     record = RunRecord.load(old_run)
     assert record.schema_version == 1 and record.completed and record.primary_split == "dev"
+    assert RunRecord.read_completed(old_run) == record  # what a re-launch keeps
     stored = record.evaluation["dev"]
     # the cost model was stored as `kind` then: it loads as cost_model, top level and per split
     assert record.cost_model == raw["kind"] == stored["cost_model"] == "early_exit" and "kind" not in stored
