@@ -1,11 +1,13 @@
 """Re-evaluation from saved logits (python -m sweet_lightning.evaluate) and its bad-input errors."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
 
 from sweet_lightning.evaluate import evaluate_run, main
+from sweet_lightning.evaluation import evaluate_logits
 from sweet_lightning.evaluation.callback import AdaptiveEvaluation
 from sweet_lightning.run_record import EvalSpec
 
@@ -44,6 +46,40 @@ def test_reevaluation_matches_direct_evaluation(tmp_path):
     )
     assert report == json.loads(json.dumps(direct))
     assert report["dev"]["policy"] == "patience"
+
+
+def test_callback_fits_temperatures_once_for_every_split_and_warns_once():
+    """Each split's evaluation is evaluate_logits' own with the calibration split's fit (source
+    "fitted"); the fit runs once, so an exit at a search bound is warned about once, not per split."""
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, 60)
+    sign = 2 * np.eye(2)[labels] - 1
+    logits = np.stack([3.0 * sign, rng.normal(size=(60, 2)) + sign, rng.normal(size=(60, 2))])
+    outputs = {
+        "dev": {"logits": logits[:, :30], "labels": labels[:30]},
+        "test": {"logits": logits[:, 30:50], "labels": labels[30:50]},
+        "calibration": {"logits": logits[:, 50:], "labels": labels[50:]},
+    }
+    calib = outputs["calibration"]
+    with pytest.warns(UserWarning) as caught:
+        report = AdaptiveEvaluation().evaluate(EvalSpec("rte", (2, 4, 6), 6, "early_exit"), outputs)
+    assert list(report) == ["dev", "test", "calibration"]
+    for split, out in outputs.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            alone = evaluate_logits(
+                out["logits"],
+                out["labels"],
+                (2, 4, 6),
+                6,
+                calibration_logits=calib["logits"],
+                calibration_labels=calib["labels"],
+            )
+        assert report[split] == alone
+    bound = [str(w.message) for w in caught if "search bound" in str(w.message)]
+    flagged = [e for e in report["dev"]["exits"] if e["temperature_at_bound"]]
+    assert flagged and flagged[0]["exit"] == 1  # exit 1 separates the labels: T_MIN
+    assert [m.split(":")[0] for m in bound] == [f"exit {e['exit']} (layer {e['layer']})" for e in flagged]
 
 
 def test_calibration_dev_fits_on_dev(tmp_path):

@@ -15,6 +15,7 @@ import lightning as L
 
 from sweet_lightning.evaluation.policies import get_policy
 from sweet_lightning.evaluation.summary import evaluate_logits
+from sweet_lightning.evaluation.temperature import bound_hits, fit_temperatures, warn_bound_hits
 from sweet_lightning.metrics import run_metrics
 from sweet_lightning.run_record import CALIBRATION_SPLIT, EvalSpec
 from sweet_lightning.tasks import get_task
@@ -85,6 +86,8 @@ class AdaptiveEvaluation(L.Callback):
             )
         calib = outputs[calib_split]
         task = get_task(spec.task)
+        # fitted once for every split (the fit is deterministic): one fit, one bound-hit warning
+        temperatures = fit_temperatures(calib["logits"], calib["labels"])
         results = {}
         # the hold-out is scored too (temperatures fitted on it, curve on it): model_selection picks
         # the reported epoch on its AUC without looking at the splits that are reported
@@ -99,11 +102,12 @@ class AdaptiveEvaluation(L.Callback):
                 cost_model=spec.cost_model,
                 metric=task.metric,
                 extra_metrics=task.extra_metrics,
-                calibration_logits=calib["logits"],
-                calibration_labels=calib["labels"],
+                temperatures=temperatures,
                 exit_scores=out.get("exit_scores"),
                 **self.options,
-            )
+            ) | {"temperature_source": "fitted"}
+        # after evaluate_logits has checked the shapes
+        warn_bound_hits(bound_hits(temperatures), spec.exit_layers)
         return results
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module) -> None:
