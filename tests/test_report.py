@@ -239,6 +239,31 @@ def test_report_files_and_markdown(sweep: Path, tmp_path: Path):
     assert "| EE | 2 | 56.0 ± 12.7 | 58.0 ± 12.7 |" in md
     assert "| minilm_l6 | rte | 2\\–\\1 |" in md
     assert "![minilm_l6 speed-accuracy curves](curves_minilm_l6.png)" in md
+    assert (
+        "![minilm_l6 lr search](lr_search_minilm_l6.png)" in md and (out / "lr_search_minilm_l6.png").exists()
+    )
+
+
+def test_lr_search_figure_draws_every_lr_and_rings_the_chosen_one(sweep: Path, tmp_path: Path):
+    from sweet_lightning.report.figures import draw_lr_search, searched
+
+    rc, out = run_report(tmp_path, str(sweep))
+    search = pd.read_csv(out / "lr_search.csv")
+    fig = draw_lr_search(search, "minilm_l6")
+    assert sorted(ax.get_title() for ax in fig.axes) == ["rte", "sst2"]
+    names = {"Early-Exit": "early_exit", "SWEET": "sweet"}
+    for ax in fig.axes:
+        assert ax.get_xscale() == "log" and ax.get_ylabel() == "AUC (x100)"
+        lines = {names[c.get_label()]: c.lines[0].get_data() for c in ax.containers}
+        rings = [line.get_data() for line in ax.lines if line.get_markersize() == 10]
+        assert set(lines) == {"early_exit", "sweet"} and len(rings) == 2
+        for method, (x, y) in lines.items():
+            rows = search[(search.task == ax.get_title()) & (search.method == method)].sort_values("lr")
+            assert list(x) == list(rows.lr) and list(y) == pytest.approx(list(rows.auc_mean))
+            chosen = rows[rows.chosen]
+            assert ([chosen.lr.item()], [chosen.auc_mean.item()]) in [(list(a), list(b)) for a, b in rings]
+    # one lr per (method, task): no search to draw, so the report writes no such figure
+    assert searched(search, "minilm_l6") and not searched(search[search.lr == search.lr.min()], "minilm_l6")
 
 
 def _set_max_epochs(run_dir: Path, value: int) -> None:

@@ -4,7 +4,9 @@ one panel per task plus the average over tasks:
 - speed-accuracy curves in the style of paper Figs. 4-6: one line per method (mean over seeds)
   with its 95% CI band, markers at the fixed speedups (`curves_<model>.png`);
 - the individual exits of paper Table 1: each exit's score alone per method, mean ± std over
-  seeds (`exits_<model>.png`).
+  seeds (`exits_<model>.png`);
+- the lr search, where some method met more than one lr: each lr's AUC on the selection split per
+  method, mean ± std over seeds, the chosen lr ringed (`lr_search_<model>.png`).
 """
 
 from __future__ import annotations
@@ -65,23 +67,54 @@ def draw_model_exits(table1: pd.DataFrame, model: str, fig: Figure | None = None
         if rows.empty:
             return
         rows = rows.sort_values("layer")
-        ax.errorbar(
-            rows["layer"],
-            rows["mean"],
-            yerr=rows["std"].fillna(0.0),
-            marker="o",
-            markersize=4,
-            capsize=3,
-            **style,
-            label=METHOD_NAMES.get(method, method),
-        )
+        _mean_std(ax, rows["layer"], rows["mean"], rows["std"], style, method)
         ax.set_xticks(sorted(set(table1.loc[table1["task"] == task, "layer"].astype(int))))
 
     return _per_task(table1, model, fig, draw, "exit layer", "individual exits (mean ± std over seeds)")
 
 
+def _mean_std(ax, x: pd.Series, mean: pd.Series, std: pd.Series, style: dict, method: str) -> None:
+    """One method's means over seeds with ± std bars (none where one seed leaves std undefined)."""
+    label = METHOD_NAMES.get(method, method)
+    ax.errorbar(x, mean, yerr=std.fillna(0.0), marker="o", markersize=4, capsize=3, **style, label=label)
+
+
+def draw_lr_search(search: pd.DataFrame, model: str, fig: Figure | None = None) -> Figure:
+    """The lr search (lr_search.csv rows of one model): AUC on the selection split against lr per
+    method, mean over seeds with ± std bars; the lr each method chose is ringed."""
+    search = search[search["model"] == model]
+    on = search["lr_selected_on"].iloc[0] if "lr_selected_on" in search and len(search) else "selection"
+
+    def draw(ax, task: str, method: str, rows: pd.DataFrame, style: dict) -> None:
+        if rows.empty:
+            return
+        rows = rows.sort_values("lr")
+        _mean_std(ax, rows["lr"], rows["auc_mean"], rows["auc_std"], style, method)
+        chosen = rows[rows["chosen"].astype(bool)]
+        ax.plot(chosen["lr"], chosen["auc_mean"], "o", mfc="none", mec=style["color"], markersize=10)
+        ax.set_xscale("log")
+        lrs = sorted(set(search.loc[search["task"] == task, "lr"].astype(float)))
+        ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
+        ax.minorticks_off()
+
+    title = f"lr search: AUC on {on} (mean ± std over seeds; ringed: chosen)"
+    return _per_task(search, model, fig, draw, "learning rate", title, ylabel="AUC (x100)")
+
+
+def searched(search: pd.DataFrame, model: str) -> bool:
+    """Whether some (method, task) of the model met more than one lr: only then is there a search to draw."""
+    rows = search[search["model"] == model]
+    return bool(len(rows)) and int(rows.groupby(["method", "task"])["lr"].nunique().max()) > 1
+
+
 def _per_task(
-    table: pd.DataFrame, model: str, fig: Figure | None, draw: Callable, xlabel: str, title: str
+    table: pd.DataFrame,
+    model: str,
+    fig: Figure | None,
+    draw: Callable,
+    xlabel: str,
+    title: str,
+    ylabel: str = "score (x100)",
 ) -> Figure:
     """One panel per task of the model (paper order, the average over tasks last), `draw(ax, task,
     method, rows, style)` for each method's rows there. Beyond the paper's three methods the legend
@@ -104,7 +137,7 @@ def _per_task(
             )
         ax.set_title("average over tasks" if task == AVERAGE else task)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("score (x100)")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if i == 0 and not outside:
             ax.legend(fontsize="small")
@@ -121,8 +154,13 @@ def _per_task(
     return fig
 
 
-def write_figures(grid: pd.DataFrame, points: pd.DataFrame, table1: pd.DataFrame, out: Path) -> list[Path]:
+def write_figures(
+    grid: pd.DataFrame, points: pd.DataFrame, table1: pd.DataFrame, search: pd.DataFrame, out: Path
+) -> list[Path]:
     paths = []
+    for model in sorted(m for m in search["model"].unique() if searched(search, m)):
+        paths.append(out / f"lr_search_{model}.png")
+        draw_lr_search(search, model).savefig(paths[-1], dpi=120)
     for model in sorted(grid["model"].unique()):
         paths.append(out / f"curves_{model}.png")
         draw_model_curves(grid, points, model).savefig(paths[-1], dpi=120)

@@ -48,7 +48,8 @@ def write_report(
     title: str = DEFAULT_TITLE,
     split: str | None = None,
 ) -> list[Path]:
-    """Write report.md, the CSV tables and curves_<model>.png and exits_<model>.png per model; return the paths.
+    """Write report.md, the CSV tables and curves_<model>.png and exits_<model>.png per model (and
+    lr_search_<model>.png where a model's runs met more than one lr); return the paths.
     `mixed`: the problems overridden with --allow-mixed; `select_on`: the split whose AUC chooses each
     group's lr (aggregate.lr_search); `methods`: the `methods_line` of a `--methods` filter (runs holds
     the kept runs only), empty without one; `title`: report.md's heading; `split`: the `--split` the
@@ -71,7 +72,11 @@ def write_report(
         # 10 significant digits: exact enough to recompute from, without float noise like 56.00000000000001
         frame.to_csv(out / name, index=False, float_format="%.10g")
     figures = write_figures(
-        frames["curve_grid.csv"], frames["curve_points.csv"], frames["table1_exits.csv"], out
+        frames["curve_grid.csv"],
+        frames["curve_points.csv"],
+        frames["table1_exits.csv"],
+        search.assign(lr_selected_on=select_on),
+        out,
     )
     head = [f"# {title}", "", summary_line(runs), "", "Sweeps: " + ", ".join(f"`{p}`" for p in sources), ""]
     if methods:  # a filtered report says so, or a reader would take it for the whole sweep
@@ -176,6 +181,9 @@ def render(
     table1, points = frames["table1_exits.csv"], frames["curve_points.csv"]
     models = sorted(set(table1["model"]) | set(points["model"]))
     drawn = {figure.name for figure in figures}
+    for model in models:
+        if f"lr_search_{model}.png" in drawn:
+            lines += [f"![{model} lr search](lr_search_{model}.png)", ""]
     labels = ", ".join(f"{label} = {METHOD_NAMES[m]}" for m, label in METHOD_LABELS.items())
     where = f"lr selected on {select_on}"
     lines += [f"## Individual exits (Table 1 style: mean ± std over seeds; {where})", ""]
