@@ -39,6 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sweet_lightning import cli  # noqa: E402
 from sweet_lightning.evaluation import simulate_exits  # noqa: E402
 from sweet_lightning.evaluation.temperature import tempered_softmax  # noqa: E402
 from sweet_lightning.inference import AdaptiveClassifier  # noqa: E402
@@ -50,23 +51,25 @@ TRAINER = {"cuda": ["trainer=gpu"], "cpu": ["trainer=cpu", "trainer.precision=bf
 MIN_BF16_AGREEMENT = 0.98  # engine (bf16, CUDA) vs the run's cached bf16 logits, rows agreeing
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> cli.Parser:
+    p = cli.parser("python scripts/gpu_check.py", __doc__)
     p.add_argument("--out", type=Path, required=True, help="folder for the runs and summary.json")
     p.add_argument("--task", default="sst2", help="GLUE task name (conf/task/glue/<task>.yaml)")
     p.add_argument("--model", default="tiny_bert", help="conf/model name")
-    p.add_argument("--methods", nargs="+", default=["early_exit", "sweet", "cascade"])
+    p.add_argument(
+        "--methods", nargs="+", default=["early_exit", "sweet", "cascade"], help="methods to train and serve"
+    )
     p.add_argument(
         "--train-size", type=int, default=1000, help="training examples (ignored with an experiment)"
     )
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=1, help="epochs per run (ignored with an experiment)")
     p.add_argument(
         "--overrides", nargs="*", default=[], help="more launch.py overrides, e.g. experiment=cpu_repro"
     )
     p.add_argument("--batch-size", type=int, default=64, help="engine batch size")
     # cpu: the same checks with trainer=cpu in bf16-mixed, to try the script on a machine without a GPU
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    return p
 
 
 def train(method: str, args: argparse.Namespace) -> tuple[Path, float]:
@@ -167,7 +170,11 @@ def check_run(method: str, run_dir: Path, wall: float, args: argparse.Namespace)
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    # a bad option is one line on stderr and exit status 2, as in every tool of the package
+    return cli.run_command(build_parser(), run, argv, errors=())
+
+
+def run(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print(
             "no CUDA device: this script checks the GPU path; run it on a machine with one", file=sys.stderr

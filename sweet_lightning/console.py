@@ -65,7 +65,9 @@ def end_of_run(record: RunRecord, run_dir: Path) -> str:
         f"at speedup   {at}",
         f"re-evaluate  python -m sweet_lightning.evaluate {path} --exit-policy entropy",
         f"predict      python -m sweet_lightning.predict {path} --input texts.tsv --target-speedup 0.5 "
-        "--output preds.jsonl",
+        "--output preds.jsonl"
+        if record.checkpoint
+        else "predict      no checkpoint kept to serve (keep_checkpoints=false or callbacks=none)",
     ]
     collapsed = [str(c["exit"]) for c in record.collapsed_exits or () if c["split"] == split]
     if collapsed:

@@ -116,7 +116,10 @@ def test_run_dir_without_logits(tmp_path, capsys):
 
 def test_not_a_run_dir(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
-    assert "results.json not found" in capsys.readouterr().err
+    assert (
+        "results.json not found, nor any run directory below: give run or sweep directories"
+        in capsys.readouterr().err
+    )
 
 
 def test_evaluation_settings_fail_before_training():

@@ -196,6 +196,11 @@ def test_end_of_run_block_names_the_run_its_scores_and_commands(tmp_path):
     assert "  ".join(f"L{e['layer']} {e['score']:.4f}" for e in ev["exits"]) in block
     assert f"AUC          {ev['auc']:.4f}" in block
     assert f"python -m sweet_lightning.evaluate {tmp_path} --exit-policy " in block
+    # no checkpoint kept (fake_results has none): no predict command that could not run
+    assert "predict      no checkpoint kept to serve (keep_checkpoints=false" in block
+    assert "sweet_lightning.predict" not in block
+    res["checkpoint"] = str(tmp_path / "checkpoints" / "best.ckpt")
+    block = end_of_run(RunRecord.from_dict(res), tmp_path)
     assert f"python -m sweet_lightning.predict {tmp_path} --input texts.tsv --target-speedup 0.5" in block
 
 

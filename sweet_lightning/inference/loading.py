@@ -178,7 +178,7 @@ def _from_run_dir(run_dir: Path) -> RunSource:
     if found is None:
         raise SourceError(
             f"{str(run_dir)!r}: checkpoint not found (tried {', '.join(map(str, candidates))}); "
-            "train with callbacks=default or give the .ckpt"
+            "train with callbacks=default keep_checkpoints=true or give the .ckpt"
         )
     return _from_checkpoint_file(found, record, run_dir)
 

@@ -2,8 +2,9 @@
                                   [--methods NAME [NAME ...]]
 
 Exit status: 0 report written; 1 no completed run (runs.csv and report.md still list what was
-found); 2 bad input: no run directory found, a --methods name with no run, mixed configurations
-without --allow-mixed, or runs without the AUC that --select-lr-on asks for.
+found); 2 bad input: a path that is not a directory, no run directory found, a --methods name
+with no run, a --split no run has (or the calibration hold-out), mixed configurations without
+--allow-mixed, or runs without the AUC that --select-lr-on asks for.
 """
 
 from __future__ import annotations
