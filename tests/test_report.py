@@ -363,7 +363,10 @@ def test_notebook_draws_a_saved_report(sweep: Path, tmp_path: Path, monkeypatch)
     ).execute()
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert any("image/png" in o.get("data", {}) for o in outputs)
+    # the sweep has two lrs and one model: the lr search figure and the curves figure
+    figures = [cell for cell in nb.cells if cell.cell_type == "code" and "plt.show()" in cell.source]
+    drawn = [any("image/png" in o.get("data", {}) for o in cell.outputs) for cell in figures]
+    assert len(drawn) == 2 and all(drawn)
 
 
 def test_chosen_lr_with_fewer_seeds_is_noted():
