@@ -45,7 +45,7 @@ class Parser(argparse.ArgumentParser):
             opt: action
             for action in self._actions
             for opt in action.option_strings
-            if opt.startswith("--") and opt != "--help"
+            if opt.startswith("--") and opt != "--help" and action.help is not argparse.SUPPRESS
         }
 
     def error(self, message: str):

@@ -72,6 +72,7 @@ TOOLS = {
     "python benchmarks/optimizer.py": "benchmarks.optimizer",
     "python benchmarks/train_step.py": "benchmarks.train_step",
     "python benchmarks/inference.py": "benchmarks.inference",
+    "python scripts/gpu_check.py": "scripts.gpu_check",
 }
 # the positional arguments a tool needs before an option can be judged (argparse reports a missing
 # one first)
@@ -80,6 +81,7 @@ REQUIRED = {
     "sweet_lightning.predict": ["run", "--input", "x.tsv", "--threshold", "0.5"],
     "sweet_lightning.report.__main__": ["sweep"],
     "sweet_lightning.reproduce": ["a", "b"],
+    "scripts.gpu_check": ["--out", "x"],
 }
 
 
@@ -88,7 +90,12 @@ def build_parser(module: str) -> argparse.ArgumentParser:
 
 
 def options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
-    return [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+    """The options a user is shown: not --help, not a hidden one (help=SUPPRESS, a test hook)."""
+    return [
+        a
+        for a in parser._actions
+        if not isinstance(a, argparse._HelpAction) and a.help is not argparse.SUPPRESS
+    ]
 
 
 def required(parser: argparse.ArgumentParser, action: argparse.Action) -> bool:
@@ -129,9 +136,10 @@ def test_unknown_option_is_one_line_naming_the_valid_ones(module, monkeypatch, c
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith("error: unrecognized arguments: --colour=red; valid options: ")
     valid = err.split("valid options: ")[1]
-    assert all(
-        flag in valid for a in options(build_parser(module)) for flag in a.option_strings if flag[:2] == "--"
-    )
+    parser = build_parser(module)
+    assert all(flag in valid for a in options(parser) for flag in a.option_strings if flag[:2] == "--")
+    hidden = [flag for a in parser._actions if a.help is argparse.SUPPRESS for flag in a.option_strings]
+    assert not [flag for flag in hidden if flag in valid.split(", ")]
 
 
 def test_a_bad_value_is_one_line_naming_the_option(capsys):
@@ -289,7 +297,7 @@ def test_sweet_train_help_from_another_directory(tmp_path):
 
 # ---- the commands written in the docs -----------------------------------------------------------
 
-COMMAND = re.compile(r"python (-m sweet_lightning\.[\w.]+|benchmarks/\w+\.py)((?: [^`#|\n]*)?)")
+COMMAND = re.compile(r"python (-m sweet_lightning\.[\w.]+|(?:benchmarks|scripts)/\w+\.py)((?: [^`#|\n]*)?)")
 
 
 def doc_commands() -> list[tuple[str, str, list[str]]]:

@@ -103,9 +103,10 @@ class AdaptiveEvaluation(L.Callback):
                 metric=task.metric,
                 extra_metrics=task.extra_metrics,
                 temperatures=temperatures,
+                temperature_source="fitted",
                 exit_scores=out.get("exit_scores"),
                 **self.options,
-            ) | {"temperature_source": "fitted"}
+            )
         # after evaluate_logits has checked the shapes
         warn_bound_hits(bound_hits(temperatures), spec.exit_layers)
         return results

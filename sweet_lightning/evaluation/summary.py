@@ -41,6 +41,7 @@ def evaluate_logits(
     num_thresholds: int = 11,
     speedup_points: Sequence[float] | None = None,
     temperatures: Sequence[float] | None = None,
+    temperature_source: str = "given",
     calibration_logits: np.ndarray | None = None,
     calibration_labels: np.ndarray | None = None,
     exit_scores: np.ndarray | None = None,
@@ -50,7 +51,9 @@ def evaluate_logits(
     """Evaluate an adaptive model from its per-exit logits [E, N, C] on one split.
 
     Temperatures: pass them, or pass calibration logits+labels to fit them (not both); with
-    neither, no scaling is applied (all 1.0). Each exit's `temperature_at_bound` says whether
+    neither, no scaling is applied (all 1.0). Given temperatures are recorded with
+    `temperature_source` ("fitted" where the caller fitted them on calibration logits itself, as
+    AdaptiveEvaluation does once for every split). Each exit's `temperature_at_bound` says whether
     its temperature sits at the fit's search bound ("lower": the exit always fires, "upper":
     it never does; null otherwise); a fit that lands there warns, naming the exit. Scores in
     "at_speedup" are null where the curve does not reach that speedup.
@@ -63,13 +66,13 @@ def evaluate_logits(
     if calibration_logits is not None:
         temps, source = fit_temperatures(calibration_logits, calibration_labels), "fitted"
     elif temperatures is not None:
-        temps, source = np.asarray(temperatures, dtype=np.float64), "given"
+        temps, source = np.asarray(temperatures, dtype=np.float64), temperature_source
     else:
         temps, source = np.ones(logits.shape[0]), "none"
     if temps.shape != (logits.shape[0],):
         raise ValueError(f"need {logits.shape[0]} temperatures (one per exit), got shape {temps.shape}")
     at_bound = bound_hits(temps)
-    if source == "fitted":
+    if calibration_logits is not None:  # given temperatures were warned about where they were fitted
         warn_bound_hits(at_bound, layers)
 
     curve = speed_accuracy_curve(
