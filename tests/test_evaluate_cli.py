@@ -95,7 +95,10 @@ def test_calibration_dev_fits_on_dev(tmp_path):
     [
         (["exit_policy=bogus"], "bogus"),
         (["exit_policy=confidence", "thresholds=[1.5]"], "threshold"),
-        (["exit_policy=patience", "thresholds=[0]"], "patience"),
+        (
+            ["exit_policy=patience", "thresholds=[0]"],
+            "evaluation.thresholds=[0.0]: patience must be an integer",
+        ),
         (["calibration=test"], "calibration=train_holdout or calibration=dev"),
         (["colour=red"], "unknown option 'colour'"),
     ],

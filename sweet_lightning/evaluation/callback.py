@@ -47,7 +47,10 @@ class AdaptiveEvaluation(L.Callback):
                 f"evaluation.policy_kwargs={policy_kwargs} do not fit exit_policy={policy}: {err}"
             ) from err
         for t in thresholds or ():
-            checker.check_threshold(t)
+            try:
+                checker.check_threshold(t)
+            except ValueError as err:  # name the setting, as the messages below do
+                raise ValueError(f"evaluation.thresholds={list(thresholds)}: {err}") from err
         if int(num_thresholds) < 1:
             raise ValueError(f"evaluation.num_thresholds={num_thresholds} must be >= 1 (default 11).")
         if speedup_points is not None and any(not 0 < float(x) for x in speedup_points):
