@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -86,9 +87,15 @@ def build_parser() -> cli.Parser:
 
 def build_evaluation(opts: dict, calibration: str) -> AdaptiveEvaluation:
     """The callback's evaluation with the command line's settings (it checks them; unset ones keep
-    its defaults)."""
+    its defaults). Its errors name training config keys (`evaluation.num_thresholds=0 ...`); here
+    they name the flag the user typed (`--num-thresholds 0 ...`)."""
     settings = {("policy" if k == "exit_policy" else k): v for k, v in opts.items() if k != "calibration"}
-    return AdaptiveEvaluation(calibration=calibration, **settings)
+    try:
+        return AdaptiveEvaluation(calibration=calibration, **settings)
+    except ValueError as err:
+        keys = "|".join(KEYS)
+        as_flag = re.sub(rf"\b(?:evaluation\.)?({keys})=", lambda m: f"--{m[1].replace('_', '-')} ", str(err))
+        raise ValueError(as_flag) from err
 
 
 def evaluate_run(run_dir: Path, **opts) -> dict[str, dict]:

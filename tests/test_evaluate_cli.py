@@ -97,10 +97,14 @@ def test_calibration_dev_fits_on_dev(tmp_path):
         (["exit_policy=confidence", "thresholds=[1.5]"], "threshold"),
         (
             ["exit_policy=patience", "thresholds=[0]"],
-            "evaluation.thresholds=[0.0]: patience must be an integer",
+            "--thresholds [0.0]: patience must be an integer",
         ),
-        (["calibration=test"], "calibration=train_holdout or calibration=dev"),
+        (["calibration=test"], "--calibration train_holdout or --calibration dev"),
         (["colour=red"], "unknown option 'colour'"),
+        # the callback's errors name training config keys; evaluate's name the flags typed
+        (["--num-thresholds", "0"], "error: --num-thresholds 0 must be >= 1"),
+        (["--exit-policy", "patience", "--policy-kwargs", "{x: 1}"], "do not fit --exit-policy patience"),
+        (["--speedup-points", "0"], "error: --speedup-points [0.0] must all be > 0"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, message):

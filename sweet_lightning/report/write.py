@@ -67,15 +67,16 @@ def write_report(
         "curve_grid.csv": tables.curve_grid(summary),
         "auc.csv": tables.auc_table(summary),
     }
+    # every table says which lr selection made it
+    frames = {name: frame.assign(lr_selected_on=select_on) for name, frame in frames.items()}
     for name, frame in frames.items():
-        frame = frame.assign(lr_selected_on=select_on)  # every table says which lr selection made it
         # 10 significant digits: exact enough to recompute from, without float noise like 56.00000000000001
         frame.to_csv(out / name, index=False, float_format="%.10g")
     figures = write_figures(
         frames["curve_grid.csv"],
         frames["curve_points.csv"],
         frames["table1_exits.csv"],
-        search.assign(lr_selected_on=select_on),
+        frames["lr_search.csv"],
         out,
     )
     head = [f"# {title}", "", summary_line(runs), "", "Sweeps: " + ", ".join(f"`{p}`" for p in sources), ""]
