@@ -2,7 +2,7 @@
 table can never drift from its data.
 - docs/reproduction/: the paper's three methods over results/cpu_repro/ (issue 12), and
   docs/reproduction/mnli_mismatched/: MNLI's runs read on dev_mismatched (`--split`), and
-  docs/reproduction/lr_probe/: SST-2, MRPC, CoLA, RTE, QQP and MNLI with the 1e-4 probe;
+  docs/reproduction/lr_probe/: the seven tasks with the 1e-4 probe;
 - docs/strategies/: every training strategy on the tasks of docs/strategies.md (issue 16); its runs
   share the sweep folder, hence the reproduction's --methods filter."""
 
