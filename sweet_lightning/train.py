@@ -86,6 +86,7 @@ def _train(cfg: DictConfig) -> float:
         log_final(trainer.loggers, record, out)
     except Exception as err:  # results.json is written: a W&B hiccup must not turn the run into a failure
         log.warning("W&B: the final evaluation was not logged (%s: %s)", type(err).__name__, err)
+    close_wandb()  # W&B's own footer (history, summary, sync hint) prints now, above the block below
     log.info("%s", end_of_run(record, out))
     value = record.metrics.get(cfg.get("optimized_metric"))
     return float(value) if value is not None else float("nan")

@@ -219,6 +219,27 @@ def test_exit_policies_end_to_end(glue_path, tmp_path, method, policy):
         assert ev["curve"][-1]["speedup"] == 10 / 4
 
 
+def test_end_of_run_block_is_printed_after_wandb_closes(glue_path, tmp_path, monkeypatch):
+    """W&B prints its history, summary and sync hint when its run closes: closing it first keeps
+    them above the end-of-run block, so the block is what a run's console ends with."""
+    import wandb
+
+    from sweet_lightning import train as train_module
+
+    open_at_block = []
+    block = train_module.end_of_run
+
+    def spy(record, out):
+        open_at_block.append(wandb.run is not None)
+        return block(record, out)
+
+    monkeypatch.setattr(train_module, "end_of_run", spy)
+    cfg = compose_run([*TINY, "logger=default", "callbacks=none"], glue_path, tmp_path)
+    train_module.train(cfg)
+    assert open_at_block == [False]
+    assert list((tmp_path / "wandb").glob("offline-run-*"))  # the run was logged, then closed
+
+
 def test_wandb_run_is_closed_when_training_fails(glue_path, tmp_path, monkeypatch):
     import lightning
     import wandb
