@@ -290,6 +290,7 @@ def test_predict_binary_or_non_utf8_input_names_the_file(
     ("case", "needle"),
     [
         ("two_paths", "unrecognized arguments"),
+        ("no_path", "the following arguments are required: RUN_DIR_OR_CKPT"),
         ("no_input", "the following arguments are required: --input"),
         ("bad_bool", "bf16=maybe: use --bf16 or --no-bf16"),
         ("bad_int", "argument --batch-size: 'many' is not an integer"),
@@ -313,6 +314,7 @@ def test_predict_usage_errors_are_one_line(tiny_checkpoint, tmp_path, capsys, ca
     ckpt = str(tiny_checkpoint)
     args = {
         "two_paths": [ckpt, ckpt, f"input={good}", "threshold=0.8"],
+        "no_path": [f"input={good}", "threshold=0.8"],
         "no_input": [ckpt, "threshold=0.8"],
         "bad_bool": [ckpt, f"input={good}", "threshold=0.8", "bf16=maybe"],
         "bad_int": [ckpt, f"input={good}", "threshold=0.8", "batch_size=many"],
