@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import header  # noqa: E402
 from sweet_lightning import cli  # noqa: E402
 from sweet_lightning.methods import CascadeModule  # noqa: E402
 
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args) -> None:
     cli.configure_host(args)
+    print(header())
     module = CascadeModule(
         task="sst2",
         pretrained=args.pretrained,

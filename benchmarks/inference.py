@@ -35,6 +35,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import header  # noqa: E402
 from sweet_lightning import cli  # noqa: E402
 from sweet_lightning.evaluation import PerExitPolicy, simulate_exits, softmax, speedup  # noqa: E402
 from sweet_lightning.inference import AdaptiveClassifier, length_sorted_batches  # noqa: E402
@@ -363,6 +364,7 @@ def run(args) -> None:
         )
     except (OSError, StopIteration):
         pass
+    print(header())
     print(
         f"machine: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
         f"torch {torch.__version__}, python {platform.python_version()}"

@@ -257,6 +257,8 @@ def check_config(cfg: DictConfig) -> None:
     threads = cfg.get("torch_threads")
     if threads is not None and int(threads) < 1:
         raise ValueError(f"torch_threads={threads} must be >= 1 (or null for torch's default).")
+    if cfg.optimizer.get("fused") and cfg.optimizer.get("foreach"):  # torch refuses both, after data loads
+        raise ValueError("optimizer.foreach=true needs optimizer.fused=null (fused is the default).")
     selection_rule(cfg)
     # `data.train_size=500` would train on 500 rows while results.json, the report and the skip logic
     # read `train_size`: a passed-on key must keep its top-level key's value

@@ -108,6 +108,7 @@ def composed(overrides: list[str], tmp_path: Path | None = None):
         ("eval_batch_size=0", "eval_batch_size=0 must be > 0"),
         ("max_seq_length=0", "max_seq_length=0 must be > 0"),
         ("train_size=many", "train_size=many is not an integer"),
+        ("optimizer.foreach=true", "optimizer.foreach=true needs optimizer.fused=null"),
     ],
 )
 def test_bad_value_names_its_key(override, message):
