@@ -24,9 +24,18 @@ def header(args_line: list[str] | None = None) -> str:
     cmd = "python " + " ".join(shlex.quote(a) for a in argv)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return (
-        f"$ {cmd}\n# {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores, load {load:.2f}, "
-        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
+        f"$ {cmd}\n# {cpu_name()}, {os.cpu_count()} cores, load {load:.2f}, "
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, python {platform.python_version()}"
     )
+
+
+def cpu_name() -> str:
+    """The CPU model (Linux's /proc/cpuinfo), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return f"{platform.machine()} {platform.processor() or ''}".strip()
 
 
 def default_glue_dir() -> None:

@@ -10,8 +10,9 @@ without warmup, no gradient clipping (ours has none), no evaluation, saving, log
 Each side runs with random batches and with length-grouped batches (ours: data.group_by_length;
 the Trainer: train_sampling_strategy="group_by_length", transformers 5's name for group_by_length).
 Every contender runs one whole fit per round, in a shuffled order within the round, and medians
-over rounds are reported, so load drifting on a shared machine hits every contender alike. The goal (issue 11):
-Early-Exit and SWEET epoch time <= 1.05 x the Trainer's with the same padding policy.
+over rounds are reported, so load drifting on a shared machine hits every contender alike. The
+goal (issue 11): Early-Exit and SWEET epoch time <= 1.05 x the Trainer's with the same padding
+policy.
 
     python benchmarks/epoch.py                                   # SST-2, 6K rows, MiniLM-L6, batch 16
     python benchmarks/epoch.py --task qnli,rte --methods sweet --sides ours   # grouping speedup per task

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import copy
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -357,18 +356,7 @@ def run(args) -> None:
     first = next(iter(classifiers.values()))
     texts, text_source = bench_texts(first.task, args.num_examples)
     mean_tokens = np.mean([len(e["input_ids"]) for e in first.tokenize(texts)])
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(
-            line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
     print(header())
-    print(
-        f"machine: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-        f"torch {torch.__version__}, python {platform.python_version()}"
-    )
     print(
         f"model: {label}; inputs: {len(texts)} {text_source} texts, mean {mean_tokens:.1f} tokens; "
         f"best of {rounds} rounds"
